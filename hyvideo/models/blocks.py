@@ -1,0 +1,150 @@
+"""Transformer blocks of the DiT: dual-stream, single-stream and the final layer (spec 1.6-1.8).
+
+Joint attention runs over ``[img, txt]`` (image tokens first); RoPE applies to image q/k only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from hyvideo.models.norms import RMSNorm, gate, layer_norm, modulate
+from hyvideo.models.rope import apply_rope
+from hyvideo.models.token_refiner import MLP
+from hyvideo.ops.attention import attention
+
+
+@dataclass
+class ModulationOut:
+    shift: torch.Tensor  # [B, D]
+    scale: torch.Tensor  # [B, D]
+    gate: torch.Tensor  # [B, D]
+
+
+class ModulateDiT(nn.Module):
+    """``linear(silu(vec))`` chunked into groups of (shift, scale, gate) (released ``*_mod.linear``)."""
+
+    def __init__(self, hidden_size: int, factor: int, device=None, dtype=None):
+        super().__init__()
+        self.act = nn.SiLU()
+        self.linear = nn.Linear(hidden_size, factor * hidden_size, device=device, dtype=dtype)
+
+    def forward(self, vec: torch.Tensor) -> list[ModulationOut]:
+        chunks = self.linear(self.act(vec)).chunk(self.linear.out_features // self.linear.in_features, dim=-1)
+        return [ModulationOut(*chunks[i: i + 3]) for i in range(0, len(chunks), 3)]
+
+
+def _qk_norm(enabled: bool, norm_type: str, head_dim: int, kw) -> nn.Module:
+    if not enabled:
+        return nn.Identity()
+    if norm_type == "rms":
+        return RMSNorm(head_dim, eps=1e-6, **kw)
+    if norm_type == "layer":
+        return nn.LayerNorm(head_dim, eps=1e-6, **kw)
+    raise ValueError(f"unknown qk_norm_type {norm_type!r}; allowed: 'rms', 'layer'")
+
+
+class MMDoubleStreamBlock(nn.Module):
+    """Dual-stream block: separate weights for img and txt tokens, one joint attention (spec 1.6)."""
+
+    def __init__(self, hidden_size: int, heads_num: int, mlp_width_ratio: float, qkv_bias: bool = True,
+                 qk_norm: bool = True, qk_norm_type: str = "rms", attn_backend: str = "auto",
+                 device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.heads_num = heads_num
+        self.attn_backend = attn_backend
+        head_dim = hidden_size // heads_num
+        mlp_hidden = int(hidden_size * mlp_width_ratio)
+        for s in ("img", "txt"):
+            setattr(self, f"{s}_mod", ModulateDiT(hidden_size, 6, **kw))
+            setattr(self, f"{s}_norm1", layer_norm(hidden_size, **kw))
+            setattr(self, f"{s}_attn_qkv", nn.Linear(hidden_size, hidden_size * 3, bias=qkv_bias, **kw))
+            setattr(self, f"{s}_attn_q_norm", _qk_norm(qk_norm, qk_norm_type, head_dim, kw))
+            setattr(self, f"{s}_attn_k_norm", _qk_norm(qk_norm, qk_norm_type, head_dim, kw))
+            setattr(self, f"{s}_attn_proj", nn.Linear(hidden_size, hidden_size, bias=qkv_bias, **kw))
+            setattr(self, f"{s}_norm2", layer_norm(hidden_size, **kw))
+            setattr(self, f"{s}_mlp", MLP(hidden_size, mlp_hidden, nn.GELU(approximate="tanh"), **kw))
+
+    def _qkv(self, stream: str, x: torch.Tensor, mod: ModulationOut):
+        qkv = getattr(self, f"{stream}_attn_qkv")(modulate(getattr(self, f"{stream}_norm1")(x), mod.shift, mod.scale))
+        q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
+        q = getattr(self, f"{stream}_attn_q_norm")(q).to(v)
+        k = getattr(self, f"{stream}_attn_k_norm")(k).to(v)
+        return q, k, v
+
+    def _post(self, stream: str, x, attn, mod1: ModulationOut, mod2: ModulationOut) -> torch.Tensor:
+        x = x + gate(getattr(self, f"{stream}_attn_proj")(attn), mod1.gate)
+        h = modulate(getattr(self, f"{stream}_norm2")(x), mod2.shift, mod2.scale)
+        return x + gate(getattr(self, f"{stream}_mlp")(h), mod2.gate)
+
+    def forward(self, img, txt, vec, key_mask, rope):
+        """img ``[B, L_img, D]``, txt ``[B, L_txt, D]``, vec ``[B, D]``, key_mask ``[B, L]`` bool or None,
+        rope ``(cos, sin)`` each ``[L_img, D_h]``. Returns the updated ``(img, txt)``."""
+        img_mod1, img_mod2 = self.img_mod(vec)
+        txt_mod1, txt_mod2 = self.txt_mod(vec)
+        img_q, img_k, img_v = self._qkv("img", img, img_mod1)
+        txt_q, txt_k, txt_v = self._qkv("txt", txt, txt_mod1)
+        img_q, img_k = apply_rope(img_q, *rope), apply_rope(img_k, *rope)
+        attn = attention(torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1), torch.cat([img_v, txt_v], 1),
+                         key_mask=key_mask, backend=self.attn_backend)
+        n_img = img.shape[1]
+        img = self._post("img", img, attn[:, :n_img], img_mod1, img_mod2)
+        txt = self._post("txt", txt, attn[:, n_img:], txt_mod1, txt_mod2)
+        return img, txt
+
+
+class MMSingleStreamBlock(nn.Module):
+    """Single-stream block over ``[img; txt]`` with a fused ``linear1`` = [q | k | v | mlp] (spec 1.7)."""
+
+    def __init__(self, hidden_size: int, heads_num: int, mlp_width_ratio: float, qk_norm: bool = True,
+                 qk_norm_type: str = "rms", attn_backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.heads_num = heads_num
+        self.hidden_size = hidden_size
+        self.attn_backend = attn_backend
+        self.mlp_hidden_dim = int(hidden_size * mlp_width_ratio)
+        head_dim = hidden_size // heads_num
+        self.linear1 = nn.Linear(hidden_size, hidden_size * 3 + self.mlp_hidden_dim, **kw)
+        self.linear2 = nn.Linear(hidden_size + self.mlp_hidden_dim, hidden_size, **kw)
+        self.q_norm = _qk_norm(qk_norm, qk_norm_type, head_dim, kw)
+        self.k_norm = _qk_norm(qk_norm, qk_norm_type, head_dim, kw)
+        self.pre_norm = layer_norm(hidden_size, **kw)
+        self.mlp_act = nn.GELU(approximate="tanh")
+        self.modulation = ModulateDiT(hidden_size, 3, **kw)
+
+    def forward(self, x, vec, txt_len: int, key_mask, rope):
+        """x ``[B, L_img + L_txt, D]`` (text last), vec ``[B, D]`` -> same shape as x."""
+        (mod,) = self.modulation(vec)
+        qkv, mlp = self.linear1(modulate(self.pre_norm(x), mod.shift, mod.scale)).split(
+            [3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
+        q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
+        q, k = self.q_norm(q).to(v), self.k_norm(k).to(v)
+        n_img = x.shape[1] - txt_len
+        q = torch.cat([apply_rope(q[:, :n_img], *rope), q[:, n_img:]], 1)
+        k = torch.cat([apply_rope(k[:, :n_img], *rope), k[:, n_img:]], 1)
+        attn = attention(q, k, v, key_mask=key_mask, backend=self.attn_backend)
+        return x + gate(self.linear2(torch.cat([attn, self.mlp_act(mlp)], 2)), mod.gate)
+
+
+class FinalLayer(nn.Module):
+    """``norm_final`` + adaLN (shift, scale — shift first) + ``linear`` to ``prod(patch) * C_out`` (spec 1.8)."""
+
+    def __init__(self, hidden_size: int, patch_size, out_channels: int, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.norm_final = layer_norm(hidden_size, **kw)
+        n_out = out_channels
+        for p in patch_size:
+            n_out *= p
+        self.linear = nn.Linear(hidden_size, n_out, bias=True, **kw)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size, **kw))
+
+    def forward(self, x: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+        """x ``[B, L_img, D]`` -> ``[B, L_img, p_t * p_h * p_w * C_out]``."""
+        shift, scale = self.adaLN_modulation(vec).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
