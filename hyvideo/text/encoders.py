@@ -1,0 +1,494 @@
+"""Text encoders of HunyuanVideo: a Llama-3 LLM (token states) and CLIP-L (pooled vector).
+
+Implements the encoding of HV:hyvideo/text_encoder/__init__.py as driven by HV:hyvideo/inference.py, which
+diffusers reproduces in ``HunyuanVideoPipeline._get_llama_prompt_embeds`` / ``_get_clip_prompt_embeds``
+(DF:pipelines/hunyuan_video/pipeline_hunyuan_video.py):
+
+- LLM: the stripped prompt is formatted into the chat template (video template when ``video_length > 1``,
+  image template for a single frame), tokenized right-padded to ``max_length = text_len + crop_start_video``
+  (351 for the release, in both modes), run with its attention mask, and ``hidden_states[-(skip + 1)]``
+  (layer 30 of 32 for skip 2, without the final norm) is cropped to ``[crop_start:]``.
+- CLIP: the plain prompt, padded/truncated to 77 tokens; ``pooler_output`` (the final-layer-norm state at the
+  EOS token, before the text projection) is the DiT's ``text_states_2``.
+
+The loaders read local folders only: the official ``ckpts/text_encoder`` and ``ckpts/text_encoder_2``, a full
+LLaVA checkpoint (only its language model is read), or the ``text_encoder*/`` + ``tokenizer*/`` subfolders of a
+diffusers model tree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .templates import DEFAULT_IMAGE_TEMPLATE, DEFAULT_VIDEO_TEMPLATE, PROMPT_TEMPLATE
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TextEmbeddings:
+    """Text conditioning of the DiT.
+
+    Attributes:
+        states: LLM token states ``[B, L_txt, D_txt]`` (``txt`` input of the DiT), in the LLM's dtype.
+        mask: ``[B, L_txt]`` bool, True = prompt token (the prompt plus the closing ``<|eot_id|>``).
+        pooled: CLIP pooled vector ``[B, D_txt_2]`` (``text_states_2``, goes into ``vec`` only), or None.
+    """
+
+    states: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "TextEmbeddings":
+        """Moves the tensors; ``dtype`` applies to ``states`` and ``pooled`` (the mask stays bool)."""
+        pooled = None if self.pooled is None else self.pooled.to(device=device, dtype=dtype)
+        return TextEmbeddings(self.states.to(device=device, dtype=dtype), self.mask.to(device=device), pooled)
+
+
+def _as_prompt_list(prompts: str | Sequence[str], allow_empty: bool) -> list[str]:
+    """Validates prompts and strips surrounding whitespace (HV strips the prompt before templating)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("No prompts given: expected a string or a non-empty list of strings.")
+    out = []
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"Prompt #{i} is a {type(p).__name__}, expected str.")
+        p = p.strip()
+        if not p and not allow_empty:
+            raise ValueError(
+                f"Prompt #{i} is empty (or only whitespace). Pass a caption, or NEGATIVE_PROMPT for an "
+                "unconditional branch; use allow_empty=True to encode the empty string on purpose."
+            )
+        out.append(p)
+    return out
+
+
+def _resolve_template(template: str | Mapping) -> dict:
+    """Returns ``{"template": str, "crop_start": int | None}`` for a template name or dict."""
+    if isinstance(template, str):
+        if template not in PROMPT_TEMPLATE:
+            raise ValueError(f"Unknown prompt template {template!r}; known: {sorted(PROMPT_TEMPLATE)}.")
+        template = PROMPT_TEMPLATE[template]
+    text = template["template"]
+    if text.count("{}") != 1:
+        raise ValueError(f"A prompt template needs exactly one '{{}}' placeholder, got: {text!r}")
+    return {"template": text, "crop_start": template.get("crop_start")}
+
+
+def compute_crop_start(tokenizer, template: str | Mapping) -> int:
+    """Counts the tokens of a template's prefix before ``{}``, BOS included.
+
+    This is the number of leading template tokens that the LLM encoder crops away. With the Llama-3 tokenizer
+    of the release it gives 95 for ``"dit-llm-encode-video"`` and 36 for ``"dit-llm-encode"``
+    (HV:hyvideo/constants.py). diffusers computes ``len(tokenize(template)) - 2`` instead (DF
+    ``_get_llama_prompt_embeds``), which is the same number when ``{}`` is a single token, as it is for
+    Llama-3 and for :func:`hyvideo.text.tiny.build_llama_tokenizer`. The prefix ends with ``\\n\\n``, which
+    Llama-3's pre-tokenizer always splits off, so the prefix tokens are exactly the leading tokens of any
+    formatted prompt.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer that adds BOS itself (as Llama-3's does).
+        template: A template name of ``PROMPT_TEMPLATE`` or a dict with a ``"template"`` string.
+
+    Returns:
+        The crop start (number of tokens).
+
+    Raises:
+        ValueError: If the template is unknown or does not hold exactly one ``{}``.
+    """
+    prefix = _resolve_template(template)["template"].split("{}")[0]
+    return len(tokenizer(prefix, add_special_tokens=True)["input_ids"])
+
+
+class LLMTextEncoder(nn.Module):
+    """Token-level text states from a LLaMA-family decoder (HunyuanVideo's MLLM text encoder).
+
+    Args:
+        model: A decoder that accepts ``input_ids``, ``attention_mask`` and ``output_hidden_states`` and has a
+            final ``norm`` (``transformers.LlamaModel``).
+        tokenizer: Its tokenizer; must add BOS itself and pad on the right (set here).
+        template: Image template (name in ``PROMPT_TEMPLATE`` or dict), used when ``video_length == 1``.
+        template_video: Video template, used when ``video_length > 1``; its crop start also sets ``max_length``.
+        text_len: Number of text tokens kept for video prompts (``--text-len``, 256).
+        hidden_state_skip_layer: Use ``hidden_states[-(skip + 1)]``; 2 (the release) is the 30th of 32 layers.
+            None uses ``last_hidden_state`` (after the final norm).
+        apply_final_norm: Apply the model's final RMSNorm to the selected hidden state (only when skip > 0;
+            off in the release).
+        crop_start: Crop of the video template; None computes it from the tokenizer
+            (:func:`compute_crop_start`, 95 for Llama-3).
+        crop_start_image: Crop of the image template; None computes it (36 for Llama-3).
+
+    Raises:
+        ValueError: On an unknown template or an out-of-range ``hidden_state_skip_layer``.
+
+    Output length: ``max_length - crop`` = ``text_len`` for video prompts, and ``text_len + crop_start -
+    crop_start_image`` (315 in the release) for image prompts, because HV sizes the tokenizer's
+    ``max_length`` with the video crop in both modes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        *,
+        template: str | Mapping = DEFAULT_IMAGE_TEMPLATE,
+        template_video: str | Mapping = DEFAULT_VIDEO_TEMPLATE,
+        text_len: int = 256,
+        hidden_state_skip_layer: int | None = 2,
+        apply_final_norm: bool = False,
+        crop_start: int | None = None,
+        crop_start_image: int | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "right"
+        num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+        if hidden_state_skip_layer is not None and (
+            hidden_state_skip_layer < 0 or (num_layers is not None and hidden_state_skip_layer > num_layers)
+        ):
+            raise ValueError(f"hidden_state_skip_layer must be in [0, {num_layers}], got {hidden_state_skip_layer}.")
+        self.hidden_state_skip_layer = hidden_state_skip_layer
+        self.apply_final_norm = apply_final_norm
+        self.text_len = text_len
+        self.template = self._with_crop(template, crop_start_image)
+        self.template_video = self._with_crop(template_video, crop_start)
+        self.max_length = text_len + self.template_video["crop_start"]
+
+    def _with_crop(self, template: str | Mapping, crop_start: int | None) -> dict:
+        """Resolves a template and fixes its crop start (explicit value, else computed from the tokenizer)."""
+        resolved = _resolve_template(template)
+        if crop_start is None:
+            computed = compute_crop_start(self.tokenizer, resolved)
+            if resolved["crop_start"] is not None and resolved["crop_start"] != computed:
+                logger.warning(
+                    "Template crop_start %d does not match this tokenizer (%d tokens before '{}'); using %d.",
+                    resolved["crop_start"], computed, computed,
+                )
+            crop_start = computed
+        return {"template": resolved["template"], "crop_start": int(crop_start)}
+
+    @property
+    def crop_start(self) -> int:
+        """Crop of the video template (95 in the release)."""
+        return self.template_video["crop_start"]
+
+    @property
+    def crop_start_image(self) -> int:
+        """Crop of the image template (36 in the release)."""
+        return self.template["crop_start"]
+
+    @torch.no_grad()
+    def forward(
+        self, prompts: str | Sequence[str], video_length: int, *, allow_empty: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encodes prompts into LLM token states.
+
+        Args:
+            prompts: One prompt or a list of ``B`` prompts (stripped before templating).
+            video_length: Frames of the video to generate; 1 selects the image template.
+            allow_empty: Allow empty prompts (the template alone is encoded; the mask keeps one token).
+
+        Returns:
+            ``(states, mask)``: states ``[B, L_txt, D_txt]`` in the model's dtype and mask ``[B, L_txt]`` bool,
+            with ``L_txt = text_len`` for video and ``max_length - crop_start_image`` for images.
+
+        Raises:
+            ValueError: On an empty prompt list or an empty prompt (unless ``allow_empty``).
+            TypeError: If a prompt is not a string.
+        """
+        prompts = _as_prompt_list(prompts, allow_empty)
+        template = self.template_video if video_length > 1 else self.template
+        tokens = self.tokenizer(
+            [template["template"].format(p) for p in prompts],
+            max_length=self.max_length,
+            padding="max_length",
+            truncation=True,
+            return_tensors="pt",
+            return_attention_mask=True,
+        )
+        device = next(self.model.parameters()).device
+        input_ids = tokens["input_ids"].to(device)
+        mask = tokens["attention_mask"].to(device)
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        skip = self.hidden_state_skip_layer
+        if skip is None:
+            states = out.last_hidden_state
+        else:
+            states = out.hidden_states[-(skip + 1)]
+            if skip > 0 and self.apply_final_norm:
+                states = self.model.norm(states)
+        crop = template["crop_start"]
+        return states[:, crop:], mask[:, crop:].bool()
+
+    encode = forward
+
+
+class CLIPTextEncoder(nn.Module):
+    """Pooled CLIP text vector (HunyuanVideo's ``text_encoder_2``, CLIP ViT-L/14: 768-d).
+
+    Args:
+        model: A ``transformers.CLIPTextModel``.
+        tokenizer: Its ``CLIPTokenizer``.
+        max_length: Token length, padding and truncation (``--text-len-2``, 77).
+        use_attention_mask: Pass the padding mask to CLIP as HV does (diffusers does not; with causal attention
+            and right padding the pooled output is the same).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, *, max_length: int = 77, use_attention_mask: bool = True):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.use_attention_mask = use_attention_mask
+
+    @torch.no_grad()
+    def forward(self, prompts: str | Sequence[str], *, allow_empty: bool = False) -> torch.Tensor:
+        """Encodes prompts into CLIP pooled vectors.
+
+        Args:
+            prompts: One prompt or a list of ``B`` prompts (no template).
+            allow_empty: Allow empty prompts.
+
+        Returns:
+            ``pooler_output`` ``[B, D_txt_2]`` in the model's dtype: the final-layer-norm state at the first EOS
+            token, before the text projection.
+
+        Raises:
+            ValueError: On an empty prompt list or an empty prompt (unless ``allow_empty``).
+            TypeError: If a prompt is not a string.
+        """
+        prompts = _as_prompt_list(prompts, allow_empty)
+        tokens = self.tokenizer(
+            prompts, max_length=self.max_length, padding="max_length", truncation=True, return_tensors="pt"
+        )
+        device = next(self.model.parameters()).device
+        mask = tokens["attention_mask"].to(device) if self.use_attention_mask else None
+        out = self.model(input_ids=tokens["input_ids"].to(device), attention_mask=mask)
+        return out.pooler_output
+
+    encode = forward
+
+
+def encode_prompts(
+    llm: LLMTextEncoder,
+    clip: CLIPTextEncoder | None,
+    prompts: str | Sequence[str],
+    video_length: int,
+    *,
+    allow_empty: bool = False,
+) -> TextEmbeddings:
+    """Encodes prompts with both text encoders.
+
+    Args:
+        llm: The LLM encoder (token states and mask).
+        clip: The CLIP encoder (pooled vector), or None to leave ``pooled`` empty.
+        prompts: One prompt or a list of ``B`` prompts.
+        video_length: Frames to generate; 1 selects the image template.
+        allow_empty: Allow empty prompts.
+
+    Returns:
+        ``TextEmbeddings`` with states ``[B, L_txt, D_txt]``, mask ``[B, L_txt]`` bool, pooled ``[B, D_txt_2]``.
+
+    Raises:
+        ValueError: On an empty prompt (unless ``allow_empty``).
+    """
+    states, mask = llm(prompts, video_length, allow_empty=allow_empty)
+    pooled = None if clip is None else clip(prompts, allow_empty=allow_empty)
+    return TextEmbeddings(states, mask, pooled)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading from local folders
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+_LLAVA_LM_PREFIXES = ("language_model.model.", "model.language_model.")  # transformers <4.52 / >=4.52 layouts
+
+
+def _dtype_kwargs(dtype: torch.dtype | None) -> dict:
+    """``from_pretrained`` dtype keyword: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def _resolve_folders(path, model_sub: str, tokenizer_sub: str, what: str) -> tuple[Path, Path]:
+    """Finds ``(model_dir, tokenizer_dir)`` for a model folder, a ckpts root, or a diffusers tree."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        model_dir, tokenizer_dir = path, path
+    elif (path / model_sub / "config.json").is_file():
+        model_dir = path / model_sub
+        tokenizer_dir = path / tokenizer_sub if _has_tokenizer(path / tokenizer_sub) else model_dir
+    else:
+        raise FileNotFoundError(
+            f"No {what} found at '{path}': expected a folder with config.json and tokenizer files (the official "
+            f"ckpts/{model_sub} layout or a LLaVA checkpoint), or a model tree with '{model_sub}/config.json' "
+            f"(diffusers: plus '{tokenizer_sub}/')."
+        )
+    if not _has_tokenizer(tokenizer_dir):
+        raise FileNotFoundError(f"No tokenizer files ({', '.join(_TOKENIZER_FILES)}) found in '{tokenizer_dir}'.")
+    return model_dir, tokenizer_dir
+
+
+def _check_loading_info(info: dict, folder: Path) -> None:
+    """Raises when weights were missing (transformers would leave them randomly initialised)."""
+    missing = sorted(info.get("missing_keys", []))
+    if missing:
+        raise RuntimeError(f"Checkpoint '{folder}' lacks {len(missing)} weights, e.g. {missing[:5]}.")
+
+
+def _read_llava_language_model(folder: Path, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Reads only the language-model tensors of a LLaVA checkpoint (the vision tower is never loaded).
+
+    Keys are ``language_model.model.*`` (checkpoints written by transformers < 4.52, e.g. xtuner's) or
+    ``model.language_model.*`` (newer); ``lm_head`` is skipped. Both are mapped to ``LlamaModel`` keys.
+    """
+    from safetensors import safe_open
+
+    def rename(key: str) -> str | None:
+        for prefix in _LLAVA_LM_PREFIXES:
+            if key.startswith(prefix):
+                return key[len(prefix):]
+        return None
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted({f for k, f in weight_map.items() if rename(k) is not None})
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        files = []
+    state_dict = {}
+    for name in files:
+        with safe_open(str(folder / name), framework="pt") as f:
+            for key in f.keys():
+                new = rename(key)
+                if new is not None:
+                    t = f.get_tensor(key)
+                    state_dict[new] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    if not files:  # PyTorch pickles: memory-mapped, so untouched vision weights are not read into memory
+        bins = sorted(folder.glob("pytorch_model*.bin"))
+        for path in bins:
+            for key, t in torch.load(path, map_location="cpu", mmap=True, weights_only=True).items():
+                new = rename(key)
+                if new is not None:
+                    state_dict[new] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    if not state_dict:
+        raise FileNotFoundError(
+            f"No language-model weights (keys starting with {' or '.join(_LLAVA_LM_PREFIXES)}) found in the "
+            f"LLaVA checkpoint '{folder}' (looked for model.safetensors[.index.json] and pytorch_model*.bin)."
+        )
+    return state_dict
+
+
+def _load_llm_model(model_dir: Path, dtype: torch.dtype | None) -> nn.Module:
+    """Loads the decoder as a bare base model (``LlamaModel``); LLaVA folders give their language model."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    text_config = getattr(config, "text_config", None)
+    if text_config is not None:  # a LLaVA-style wrapper: read its language model only
+        state_dict = _read_llava_language_model(model_dir, dtype)
+        model_cls = MODEL_MAPPING[type(text_config)]
+        model, info = model_cls.from_pretrained(
+            None, config=text_config, state_dict=state_dict, output_loading_info=True, **_dtype_kwargs(dtype)
+        )
+    else:
+        model, info = AutoModel.from_pretrained(
+            model_dir, local_files_only=True, output_loading_info=True, **_dtype_kwargs(dtype)
+        )
+    _check_loading_info(info, model_dir)
+    return model
+
+
+def load_llm_text_encoder(
+    path, dtype: torch.dtype | None = torch.float16, device: str | torch.device = "cpu", **encoder_kwargs
+) -> LLMTextEncoder:
+    """Loads the LLM text encoder from a local folder (no network).
+
+    Accepted layouts:
+
+    - the official ``ckpts/text_encoder`` folder (a saved ``LlamaModel`` or ``LlamaForCausalLM`` with its
+      tokenizer), or the ``ckpts`` root that holds it;
+    - a full LLaVA checkpoint (config ``model_type == "llava"``, e.g. ``xtuner/llava-llama-3-8b-v1_1-transformers``):
+      only its language-model tensors are read, and its tokenizer is used. This replaces the release's
+      preprocessing script (HV:hyvideo/utils/preprocess_text_encoder_tokenizer_utils.py);
+    - a diffusers model tree: ``text_encoder/`` + ``tokenizer/``.
+
+    Args:
+        path: Folder of one of the layouts above.
+        dtype: Weight dtype (the release runs the LLM in float16); None keeps the checkpoint's.
+        device: Device to put the model on.
+        **encoder_kwargs: Passed to :class:`LLMTextEncoder` (template, text_len, hidden_state_skip_layer, ...).
+
+    Returns:
+        An ``LLMTextEncoder`` in eval mode with frozen weights.
+
+    Raises:
+        FileNotFoundError: If the folder, its ``config.json``, its tokenizer or its weights are missing.
+        RuntimeError: If the checkpoint lacks some of the model's weights.
+    """
+    from transformers import AutoTokenizer
+
+    model_dir, tokenizer_dir = _resolve_folders(path, "text_encoder", "tokenizer", "LLM text encoder")
+    model = _load_llm_model(model_dir, dtype).to(device).eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, padding_side="right")
+    return LLMTextEncoder(model, tokenizer, **encoder_kwargs)
+
+
+def load_clip_text_encoder(
+    path, dtype: torch.dtype | None = torch.float16, device: str | torch.device = "cpu", **encoder_kwargs
+) -> CLIPTextEncoder:
+    """Loads the CLIP text encoder from a local folder (no network).
+
+    Accepted layouts: the official ``ckpts/text_encoder_2`` (``openai/clip-vit-large-patch14``: a full CLIPModel
+    or a CLIPTextModel, with its tokenizer), the ``ckpts`` root holding it, or a diffusers model tree
+    (``text_encoder_2/`` + ``tokenizer_2/``).
+
+    Args:
+        path: Folder of one of the layouts above.
+        dtype: Weight dtype (the release uses float16); None keeps the checkpoint's.
+        device: Device to put the model on.
+        **encoder_kwargs: Passed to :class:`CLIPTextEncoder` (max_length, use_attention_mask).
+
+    Returns:
+        A ``CLIPTextEncoder`` in eval mode with frozen weights.
+
+    Raises:
+        FileNotFoundError: If the folder, its ``config.json`` or its tokenizer are missing.
+        RuntimeError: If the checkpoint lacks some of the text model's weights.
+    """
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    model_dir, tokenizer_dir = _resolve_folders(path, "text_encoder_2", "tokenizer_2", "CLIP text encoder")
+    model, info = CLIPTextModel.from_pretrained(
+        model_dir, local_files_only=True, output_loading_info=True, **_dtype_kwargs(dtype)
+    )
+    _check_loading_info(info, model_dir)
+    model = model.to(device).eval().requires_grad_(False)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    return CLIPTextEncoder(model, tokenizer, **encoder_kwargs)
+
+
+__all__ = [
+    "TextEmbeddings", "LLMTextEncoder", "CLIPTextEncoder", "compute_crop_start", "encode_prompts",
+    "load_llm_text_encoder", "load_clip_text_encoder",
+]
