@@ -60,7 +60,11 @@ def write_official(out: Path, seed: int = 0) -> Path:
 
 def write_diffusers(out: Path, seed: int = 0) -> Path:
     """Write a diffusers ``HunyuanVideoPipeline`` folder holding the same tiny weights; returns ``out``."""
-    from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoTransformer3DModel  # noqa: PLC0415
+    from diffusers import (  # noqa: PLC0415
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoTransformer3DModel,
+    )
 
     dit, c, vae, v = build_tiny_models(seed)
     df_dit = HunyuanVideoTransformer3DModel(
@@ -84,6 +88,7 @@ def write_diffusers(out: Path, seed: int = 0) -> Path:
     df_vae.load_state_dict(vae.state_dict(), strict=True)
     df_vae.save_pretrained(out / "vae")
     tiny.save_tiny_diffusers_text(out, seed=seed)
+    FlowMatchEulerDiscreteScheduler(shift=7.0).save_pretrained(out / "scheduler")  # released flow shift
     (out / "model_index.json").write_text(json.dumps({
         "_class_name": "HunyuanVideoPipeline", "transformer": ["diffusers", "HunyuanVideoTransformer3DModel"],
         "vae": ["diffusers", "AutoencoderKLHunyuanVideo"], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],

