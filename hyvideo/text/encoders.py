@@ -12,8 +12,8 @@ diffusers reproduces in ``HunyuanVideoPipeline._get_llama_prompt_embeds`` / ``_g
   EOS token, before the text projection) is the DiT's ``text_states_2``.
 
 The loaders read local folders only: the official ``ckpts/text_encoder`` and ``ckpts/text_encoder_2``, a full
-LLaVA checkpoint (only its language model is read), or the ``text_encoder*/`` + ``tokenizer*/`` subfolders of a
-diffusers model tree.
+LLaVA checkpoint (only its language model is read), or the ``text_encoder*/`` subfolders of a diffusers model
+tree, whose tokenizers live in the sibling ``tokenizer*/`` folders.
 """
 
 from __future__ import annotations
@@ -328,22 +328,42 @@ def _has_tokenizer(folder: Path) -> bool:
 
 
 def _resolve_folders(path, model_sub: str, tokenizer_sub: str, what: str) -> tuple[Path, Path]:
-    """Finds ``(model_dir, tokenizer_dir)`` for a model folder, a ckpts root, or a diffusers tree."""
+    """Finds ``(model_dir, tokenizer_dir)`` for a model folder, a ckpts root, or a diffusers tree.
+
+    ``path`` may be (1) a model folder with ``config.json``: its tokenizer is the folder itself, else the
+    sibling ``tokenizer_sub`` folder (diffusers: ``base/text_encoder`` -> ``base/tokenizer``); or (2) a root
+    holding ``model_sub/`` (official ``ckpts/`` or a diffusers tree): the tokenizer is ``tokenizer_sub/`` when
+    present, else ``model_sub/`` itself.
+
+    Raises:
+        FileNotFoundError: No model config, or no tokenizer files; the message lists every path tried.
+    """
     path = Path(path)
     if (path / "config.json").is_file():
-        model_dir, tokenizer_dir = path, path
+        model_dir = path
+        candidates = [path, path.parent / tokenizer_sub]
+        if path.name.startswith("text_encoder"):  # e.g. a renamed diffusers subfolder: text_encoder_3 -> tokenizer_3
+            candidates.append(path.parent / path.name.replace("text_encoder", "tokenizer", 1))
     elif (path / model_sub / "config.json").is_file():
         model_dir = path / model_sub
-        tokenizer_dir = path / tokenizer_sub if _has_tokenizer(path / tokenizer_sub) else model_dir
+        candidates = [path / tokenizer_sub, model_dir]
     else:
+        if not path.exists():
+            raise FileNotFoundError(f"No {what} found: the folder '{path}' does not exist.")
         raise FileNotFoundError(
-            f"No {what} found at '{path}': expected a folder with config.json and tokenizer files (the official "
-            f"ckpts/{model_sub} layout or a LLaVA checkpoint), or a model tree with '{model_sub}/config.json' "
-            f"(diffusers: plus '{tokenizer_sub}/')."
+            f"No {what} found at '{path}': tried '{path / 'config.json'}' and '{path / model_sub / 'config.json'}'. "
+            f"Expected a model folder with config.json (the official ckpts/{model_sub} layout, a LLaVA checkpoint, "
+            f"or a diffusers '{model_sub}/' subfolder with its tokenizer in '../{tokenizer_sub}/'), or a model tree "
+            f"root holding '{model_sub}/'."
         )
-    if not _has_tokenizer(tokenizer_dir):
-        raise FileNotFoundError(f"No tokenizer files ({', '.join(_TOKENIZER_FILES)}) found in '{tokenizer_dir}'.")
-    return model_dir, tokenizer_dir
+    candidates = list(dict.fromkeys(candidates))  # drop duplicates, keep order
+    for tokenizer_dir in candidates:
+        if _has_tokenizer(tokenizer_dir):
+            return model_dir, tokenizer_dir
+    raise FileNotFoundError(
+        f"No tokenizer for the {what} at '{model_dir}': none of {', '.join(_TOKENIZER_FILES)} found in "
+        + ", ".join(f"'{c}'" for c in candidates) + "."
+    )
 
 
 def _check_loading_info(info: dict, folder: Path) -> None:
@@ -431,7 +451,9 @@ def load_llm_text_encoder(
     - a full LLaVA checkpoint (config ``model_type == "llava"``, e.g. ``xtuner/llava-llama-3-8b-v1_1-transformers``):
       only its language-model tensors are read, and its tokenizer is used. This replaces the release's
       preprocessing script (HV:hyvideo/utils/preprocess_text_encoder_tokenizer_utils.py);
-    - a diffusers model tree: ``text_encoder/`` + ``tokenizer/``.
+    - a diffusers model tree: its root, or its ``text_encoder/`` subfolder (what
+      :func:`hyvideo.checkpoint.io.resolve_model_paths` passes); the tokenizer is read from the sibling
+      ``tokenizer/`` folder when the model folder holds none.
 
     Args:
         path: Folder of one of the layouts above.
@@ -443,7 +465,8 @@ def load_llm_text_encoder(
         An ``LLMTextEncoder`` in eval mode with frozen weights.
 
     Raises:
-        FileNotFoundError: If the folder, its ``config.json``, its tokenizer or its weights are missing.
+        FileNotFoundError: If the folder, its ``config.json``, its tokenizer or its weights are missing; the
+            message names every path tried.
         RuntimeError: If the checkpoint lacks some of the model's weights.
     """
     from transformers import AutoTokenizer
@@ -460,8 +483,8 @@ def load_clip_text_encoder(
     """Loads the CLIP text encoder from a local folder (no network).
 
     Accepted layouts: the official ``ckpts/text_encoder_2`` (``openai/clip-vit-large-patch14``: a full CLIPModel
-    or a CLIPTextModel, with its tokenizer), the ``ckpts`` root holding it, or a diffusers model tree
-    (``text_encoder_2/`` + ``tokenizer_2/``).
+    or a CLIPTextModel, with its tokenizer), the ``ckpts`` root holding it, or a diffusers model tree (its root
+    or its ``text_encoder_2/`` subfolder; the tokenizer then comes from the sibling ``tokenizer_2/``).
 
     Args:
         path: Folder of one of the layouts above.
@@ -473,7 +496,8 @@ def load_clip_text_encoder(
         A ``CLIPTextEncoder`` in eval mode with frozen weights.
 
     Raises:
-        FileNotFoundError: If the folder, its ``config.json`` or its tokenizer are missing.
+        FileNotFoundError: If the folder, its ``config.json`` or its tokenizer are missing; the message names
+            every path tried.
         RuntimeError: If the checkpoint lacks some of the text model's weights.
     """
     from transformers import CLIPTextModel, CLIPTokenizer

@@ -17,6 +17,7 @@ A tiny DiT paired with these encoders uses ``text_states_dim = TINY_LLM_DIM`` an
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tempfile
@@ -130,8 +131,11 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def _learn_clip_bpe(num_merges: int) -> list[tuple[str, str]]:
-    """Learns CLIP-style BPE merges (``</w>`` marks the end of a word) on the tiny corpus; ties break by pair."""
+@functools.lru_cache(maxsize=4)
+def _learn_clip_bpe(num_merges: int) -> tuple[tuple[str, str], ...]:
+    """Learns CLIP-style BPE merges (``</w>`` marks the end of a word) on the tiny corpus; ties break by pair.
+
+    Cached: the corpus is fixed, so the merges depend on ``num_merges`` only (about 0.3 s to learn)."""
     byte_map = _bytes_to_unicode()
     words: Counter[tuple[str, ...]] = Counter()
     for line in tiny_corpus():
@@ -160,7 +164,7 @@ def _learn_clip_bpe(num_merges: int) -> list[tuple[str, str]]:
                     i += 1
             merged[tuple(out)] += count
         words = merged
-    return merges
+    return tuple(merges)
 
 
 def build_clip_tokenizer(num_merges: int = 400):
@@ -228,7 +232,7 @@ def build_tiny_llm(tokenizer, *, hidden_size: int = TINY_LLM_DIM, num_layers: in
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
         max_position_embeddings=2048,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+        rope_theta=500000.0,  # accepted by transformers 4.x and 5.x (v5 folds it into rope_parameters)
         rms_norm_eps=1e-5,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -347,7 +351,7 @@ def save_tiny_clip(directory, *, hidden_size: int = TINY_CLIP_DIM, num_layers: i
 
 
 def save_tiny_llava(directory, *, hidden_size: int = TINY_LLM_DIM, num_layers: int = TINY_LLM_LAYERS,
-                    seed: int = TINY_SEED) -> Path:
+                    seed: int = TINY_SEED, max_shard_size: str | int | None = None) -> Path:
     """Writes a tiny ``LlavaForConditionalGeneration`` folder (CLIP vision tower + projector + Llama).
 
     Its language model has exactly the weights of :func:`save_tiny_llm` with the same arguments, so loading
@@ -359,6 +363,8 @@ def save_tiny_llava(directory, *, hidden_size: int = TINY_LLM_DIM, num_layers: i
         hidden_size: Language model width.
         num_layers: Language model layers.
         seed: Seed of the language model weights (the vision tower uses ``seed + 1``).
+        max_shard_size: Split the weights into shards of this size (e.g. ``"30KB"``) with a
+            ``model.safetensors.index.json``, as the 8B release checkpoint is; None writes one file.
 
     Returns:
         The folder path.
@@ -379,7 +385,8 @@ def save_tiny_llava(directory, *, hidden_size: int = TINY_LLM_DIM, num_layers: i
     with _seeded(seed + 1):
         llava = LlavaForConditionalGeneration(config)
     llava.get_decoder().load_state_dict(llm.state_dict())
-    llava.eval().save_pretrained(directory)
+    shard_kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    llava.eval().save_pretrained(directory, **shard_kwargs)
     tokenizer.save_pretrained(directory)
     return directory
 
