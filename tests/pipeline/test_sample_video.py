@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
 
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "A cat walks on the grass, realistic style."
 
 
