@@ -22,6 +22,14 @@ lengths. Temporal tiles after the first drop their first output frame (it duplic
 frame of the causal model). A trailing temporal tile that would hold only the boundary frame already
 covered by the previous tile is skipped (HV:hyvideo/vae/temporal_tile.py ``iter_temporal_tile_ranges``;
 the older release produced an empty tile there, which contributes nothing either).
+
+The same schedule and blends are what diffusers' ``AutoencoderKLHunyuanVideo`` computes when its
+``enable_tiling`` gets ``tile_sample_min_{height,width,num_frames}`` equal to ours and strides of
+``tile * (1 - overlap)``; outputs agree to float rounding (tests/vae/test_vae_tiling.py). Diffusers' *default*
+temporal tile (16 frames, stride 12) differs from the released one (64 frames, stride 48).
+
+Memory: tiles are stitched as they are produced (at most two rows of spatial tiles and two temporal windows
+alive), so peak memory is one tile's activations plus the output, independent of the video size.
 """
 
 from __future__ import annotations
@@ -73,7 +81,8 @@ def spatial_tiled(
 
     Tiles start at 0, stride, 2 stride, ... along H and W (the last ones may be smaller). Each output tile is
     blended with the tile above (over ``blend_extent`` rows) and to its left (columns), and its first
-    ``keep`` rows/columns are kept. Rows and columns are concatenated with no final crop (for inputs whose
+    ``keep`` rows/columns are kept. Rows are stitched as they are produced, so at most two rows of tile
+    outputs are alive at once. Rows and columns are concatenated with no final crop (for inputs whose
     sides are multiples of the compression ratio the result already has the exact size).
 
     Args:
@@ -87,19 +96,17 @@ def spatial_tiled(
     Returns:
         ``[B, C', T', H_out, W_out]``.
     """
-    rows = []
+    out_rows: list[torch.Tensor] = []
+    prev_row: list[torch.Tensor] | None = None  # only the row above is kept (bounded memory)
     for i in range(0, x.shape[-2], stride):
-        rows.append([fn(x[:, :, :, i : i + tile, j : j + tile]) for j in range(0, x.shape[-1], stride)])
-    out_rows = []
-    for i, row in enumerate(rows):
-        out_row = []
+        row = [fn(x[:, :, :, i : i + tile, j : j + tile]) for j in range(0, x.shape[-1], stride)]
         for j, cur in enumerate(row):
-            if i > 0:
-                cur = blend(rows[i - 1][j], cur, blend_extent, dim=-2)
+            if prev_row is not None:
+                blend(prev_row[j], cur, blend_extent, dim=-2)
             if j > 0:
-                cur = blend(row[j - 1], cur, blend_extent, dim=-1)
-            out_row.append(cur[:, :, :, :keep, :keep])
-        out_rows.append(torch.cat(out_row, dim=-1))
+                blend(row[j - 1], cur, blend_extent, dim=-1)
+        out_rows.append(torch.cat([cur[:, :, :, :keep, :keep] for cur in row], dim=-1))
+        prev_row = row
     return torch.cat(out_rows, dim=-2)
 
 
@@ -131,6 +138,8 @@ def temporal_tiled(
     Window i covers input frames ``[i * stride, i * stride + tile)``; windows after the first drop their first
     output frame, are blended with the previous window over ``blend_extent`` frames and keep ``keep`` frames
     (the first keeps ``keep + 1``, the last all it has). The result is cropped to ``out_length`` frames.
+    Windows are written into a preallocated output as they are produced: besides it, at most two window
+    outputs are alive at once.
 
     Args:
         x: ``[B, C, T, H, W]``.
@@ -143,16 +152,25 @@ def temporal_tiled(
 
     Returns:
         ``[B, C', out_length, H', W']``.
+
+    Raises:
+        ValueError: the windows do not cover ``out_length`` frames (inconsistent tile settings).
     """
-    outs = []
-    for idx, (start, end) in enumerate(temporal_tile_ranges(x.shape[2], stride, tile)):
-        out = fn(x[:, :, start:end])
-        outs.append(out[:, :, 1:] if idx > 0 else out)
-    kept = []
-    for idx, cur in enumerate(outs):
-        last = idx == len(outs) - 1
+    ranges = temporal_tile_ranges(x.shape[2], stride, tile)
+    out: torch.Tensor | None = None  # allocated once the first window gives C', H', W'
+    prev: torch.Tensor | None = None  # only the previous window's output is kept (bounded memory)
+    filled = 0
+    for idx, (start, end) in enumerate(ranges):
+        cur = fn(x[:, :, start:end])
         if idx > 0:
-            cur = blend(outs[idx - 1], cur, blend_extent, dim=-3)
-        n = cur.shape[2] if last else (keep if idx > 0 else keep + 1)
-        kept.append(cur[:, :, :n])
-    return torch.cat(kept, dim=2)[:, :, :out_length]
+            cur = blend(prev, cur[:, :, 1:], blend_extent, dim=-3)
+        else:
+            out = cur.new_empty((*cur.shape[:2], out_length, *cur.shape[3:]))
+        n = cur.shape[2] if idx == len(ranges) - 1 else (keep if idx > 0 else keep + 1)
+        n = min(n, out_length - filled)
+        out[:, :, filled : filled + n] = cur[:, :, :n]
+        filled += n
+        prev = cur
+    if filled != out_length:
+        raise ValueError(f"temporal tiles produced {filled} frames, expected {out_length} (check tile settings)")
+    return out
