@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hyvideo.cache import disable_step_cache, enable_step_cache
 from hyvideo.diffusion.flow_matching import get_sigmas
 from hyvideo.diffusion.sampler import cfg_combine, euler_sample
 from hyvideo.text.templates import NEGATIVE_PROMPT
@@ -64,6 +65,7 @@ class HunyuanVideoPipeline:
         text_encoder_2: :class:`hyvideo.text.encoders.CLIPTextEncoder`.
         device: where computation runs.
         cpu_offload: keep every model on the CPU and move each to ``device`` only while it runs.
+        cache_threshold: first-block step cache threshold (:mod:`hyvideo.cache`); 0 = off (every step in full).
     """
 
     dit: nn.Module
@@ -72,6 +74,7 @@ class HunyuanVideoPipeline:
     text_encoder_2: object
     device: torch.device = torch.device("cpu")
     cpu_offload: bool = False
+    cache_threshold: float = 0.0
 
     @contextlib.contextmanager
     def _placed(self, module):
@@ -162,9 +165,14 @@ class HunyuanVideoPipeline:
 
         print(f"sampling {b} video(s) {video_length}x{height}x{width} (frames x H x W), {infer_steps} steps, "
               f"flow shift {flow_shift}, embedded guidance {embedded_guidance_scale}, cfg {cfg_scale}")
+        cache = enable_step_cache(self.dit, self.cache_threshold) if self.cache_threshold > 0 else None
         with self._placed(self.dit):
             latents = euler_sample(model_fn, latents.to(self.device), get_sigmas(infer_steps, flow_shift),
                                    progress=progress)
+        if cache is not None:
+            print(f"step cache (threshold {self.cache_threshold}): {cache.num_full} of {infer_steps} DiT "
+                  f"evaluations computed ({cache.speedup:.2f}x fewer)")
+            disable_step_cache(self.dit)
         if output_type == "latent":
             return latents
         return self.decode(latents, vae_tiling=vae_tiling)

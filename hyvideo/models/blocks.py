@@ -11,10 +11,23 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from hyvideo.models.norms import RMSNorm, gate, layer_norm, modulate
+from hyvideo.models.norms import RMSNorm, gated_residual, layer_norm, modulate
 from hyvideo.models.rope import apply_rope
 from hyvideo.models.token_refiner import MLP
 from hyvideo.ops.attention import attention
+
+
+def joint_attention(block: nn.Module, q, k, v, key_mask, txt_len: int) -> torch.Tensor:
+    """Joint ``[img, txt]`` attention of a block through its ``attn_processor`` hook.
+
+    ``block.attn_processor`` is None (plain :func:`hyvideo.ops.attention.attention`) or a callable
+    ``(q, k, v, *, key_mask, txt_len, backend) -> [B, L, N_h * D_h]`` installed from outside the model,
+    e.g. by :func:`hyvideo.parallel.sequence_parallel.enable_sequence_parallel` (Ulysses). The model itself
+    never communicates. q/k/v ``[B, L_img + L_txt, N_h, D_h]``, text last; key_mask ``[B, L]`` bool or None.
+    """
+    if block.attn_processor is not None:
+        return block.attn_processor(q, k, v, key_mask=key_mask, txt_len=txt_len, backend=block.attn_backend)
+    return attention(q, k, v, key_mask=key_mask, backend=block.attn_backend)
 
 
 @dataclass
@@ -57,6 +70,7 @@ class MMDoubleStreamBlock(nn.Module):
         kw = {"device": device, "dtype": dtype}
         self.heads_num = heads_num
         self.attn_backend = attn_backend
+        self.attn_processor = None  # see joint_attention
         head_dim = hidden_size // heads_num
         mlp_hidden = int(hidden_size * mlp_width_ratio)
         for s in ("img", "txt"):
@@ -77,9 +91,9 @@ class MMDoubleStreamBlock(nn.Module):
         return q, k, v
 
     def _post(self, stream: str, x, attn, mod1: ModulationOut, mod2: ModulationOut) -> torch.Tensor:
-        x = x + gate(getattr(self, f"{stream}_attn_proj")(attn), mod1.gate)
+        x = gated_residual(x, getattr(self, f"{stream}_attn_proj")(attn), mod1.gate)
         h = modulate(getattr(self, f"{stream}_norm2")(x), mod2.shift, mod2.scale)
-        return x + gate(getattr(self, f"{stream}_mlp")(h), mod2.gate)
+        return gated_residual(x, getattr(self, f"{stream}_mlp")(h), mod2.gate)
 
     def forward(self, img, txt, vec, key_mask, rope):
         """img ``[B, L_img, D]``, txt ``[B, L_txt, D]``, vec ``[B, D]``, key_mask ``[B, L]`` bool or None,
@@ -89,8 +103,8 @@ class MMDoubleStreamBlock(nn.Module):
         img_q, img_k, img_v = self._qkv("img", img, img_mod1)
         txt_q, txt_k, txt_v = self._qkv("txt", txt, txt_mod1)
         img_q, img_k = apply_rope(img_q, *rope), apply_rope(img_k, *rope)
-        attn = attention(torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1), torch.cat([img_v, txt_v], 1),
-                         key_mask=key_mask, backend=self.attn_backend)
+        attn = joint_attention(self, torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1),
+                               torch.cat([img_v, txt_v], 1), key_mask, txt.shape[1])
         n_img = img.shape[1]
         img = self._post("img", img, attn[:, :n_img], img_mod1, img_mod2)
         txt = self._post("txt", txt, attn[:, n_img:], txt_mod1, txt_mod2)
@@ -107,6 +121,7 @@ class MMSingleStreamBlock(nn.Module):
         self.heads_num = heads_num
         self.hidden_size = hidden_size
         self.attn_backend = attn_backend
+        self.attn_processor = None  # see joint_attention
         self.mlp_hidden_dim = int(hidden_size * mlp_width_ratio)
         head_dim = hidden_size // heads_num
         self.linear1 = nn.Linear(hidden_size, hidden_size * 3 + self.mlp_hidden_dim, **kw)
@@ -118,17 +133,33 @@ class MMSingleStreamBlock(nn.Module):
         self.modulation = ModulateDiT(hidden_size, 3, **kw)
 
     def forward(self, x, vec, txt_len: int, key_mask, rope):
-        """x ``[B, L_img + L_txt, D]`` (text last), vec ``[B, D]`` -> same shape as x."""
+        """x ``[B, L_img + L_txt, D]`` (text last), vec ``[B, D]`` -> same shape as x.
+
+        rope: ``(cos, sin)`` each ``[L_img, D_h]``, or ``[L_img + L_txt, D_h]`` with identity text rows
+        (:func:`hyvideo.models.rope.extend_rope_identity`; rotates q/k in one pass, same result).
+        """
         (mod,) = self.modulation(vec)
         qkv, mlp = self.linear1(modulate(self.pre_norm(x), mod.shift, mod.scale)).split(
             [3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
         q, k = self.q_norm(q).to(v), self.k_norm(k).to(v)
         n_img = x.shape[1] - txt_len
-        q = torch.cat([apply_rope(q[:, :n_img], *rope), q[:, n_img:]], 1)
-        k = torch.cat([apply_rope(k[:, :n_img], *rope), k[:, n_img:]], 1)
-        attn = attention(q, k, v, key_mask=key_mask, backend=self.attn_backend)
-        return x + gate(self.linear2(torch.cat([attn, self.mlp_act(mlp)], 2)), mod.gate)
+        if rope[0].shape[0] == x.shape[1]:  # tables already cover the text tokens with the identity
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        else:
+            q = torch.cat([apply_rope(q[:, :n_img], *rope), q[:, n_img:]], 1)
+            k = torch.cat([apply_rope(k[:, :n_img], *rope), k[:, n_img:]], 1)
+        attn = joint_attention(self, q, k, v, key_mask, txt_len)
+        return gated_residual(x, self._linear2(attn, self.mlp_act(mlp)), mod.gate)
+
+    def _linear2(self, attn: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """``linear2(cat([attn, act], -1))`` as two GEMMs into one buffer (no [B, L, D + D_mlp] concat)."""
+        w = self.linear2.weight
+        if type(self.linear2) is not nn.Linear or type(w) not in (nn.Parameter, torch.Tensor):
+            return self.linear2(torch.cat([attn, act], 2))  # e.g. FP8 / DTensor / offloaded weights
+        d = attn.shape[-1]
+        out = nn.functional.linear(act, w[:, d:], self.linear2.bias)
+        return out.flatten(0, 1).addmm_(attn.flatten(0, 1), w[:, :d].t()).view_as(out)
 
 
 class FinalLayer(nn.Module):

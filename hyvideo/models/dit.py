@@ -16,7 +16,7 @@ from torch import nn
 
 from hyvideo.models.blocks import FinalLayer, MMDoubleStreamBlock, MMSingleStreamBlock
 from hyvideo.models.embeddings import MLPEmbedder, PatchEmbed3D, TimestepEmbedder
-from hyvideo.models.rope import rope_freqs_3d
+from hyvideo.models.rope import extend_rope_identity, rope_freqs_3d
 from hyvideo.models.token_refiner import SingleTokenRefiner
 
 
@@ -103,6 +103,11 @@ class HYVideoDiffusionTransformer(nn.Module):
             [MMDoubleStreamBlock(qkv_bias=qkv_bias, **block_kw) for _ in range(mm_double_blocks_depth)])
         self.single_blocks = nn.ModuleList([MMSingleStreamBlock(**block_kw) for _ in range(mm_single_blocks_depth)])
         self.final_layer = FinalLayer(hidden_size, self.patch_size, out_channels, **kw)
+        # Hook for sequence parallelism, installed from outside (hyvideo.parallel.sequence_parallel): an object
+        # with shard(x, rope, grid) -> (x_local, rope_local) and gather(out_local) -> out. None = single device.
+        self.token_sharder = None
+        # Hook for step caching (hyvideo.cache.FirstBlockCache): skip blocks 1.. when block 0 barely changed.
+        self.step_cache = None
 
     @classmethod
     def from_config(cls, config: str | os.PathLike | dict[str, Any], **overrides) -> "HYVideoDiffusionTransformer":
@@ -162,7 +167,7 @@ class HYVideoDiffusionTransformer(nn.Module):
             text_mask: ``[B, L_txt]`` (1 = token, 0 = padding) or None (all valid).
             text_states_2: CLIP pooled ``[B, text_states_dim_2]``.
             guidance: ``[B]`` embedded guidance scale * 1000; required iff ``guidance_embed``.
-            rotary_emb: optional ``(cos, sin)`` override, each ``[L_img, D_h]`` (e.g. a sequence-parallel shard).
+            rotary_emb: optional ``(cos, sin)`` override, each ``[L_img, D_h]`` for the full (unsharded) grid.
 
         Returns:
             Velocity ``[B, C_out, T_z, H_z, W_z]`` in the dtype of the final layer.
@@ -172,6 +177,10 @@ class HYVideoDiffusionTransformer(nn.Module):
         """
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
         b, _, _, _, _ = x.shape
+        rope = rotary_emb if rotary_emb is not None else self.rotary_emb(x.shape, device=x.device)
+        sharder = self.token_sharder
+        if sharder is not None:  # sequence parallel: this rank's slice of the latent grid and its RoPE rows
+            x, rope = sharder.shard(x, rope, self.grid_size(x.shape))
         grid = self.grid_size(x.shape)
         # 1. Conditioning vector [B, D]
         vec = self.time_in(t) + self.vector_in(text_states_2)
@@ -179,20 +188,39 @@ class HYVideoDiffusionTransformer(nn.Module):
             vec = vec + self.guidance_in(guidance)
         # 2. Tokens: img [B, L_img, D], txt [B, L_txt, D]
         mask = text_mask if self.use_attention_mask else None
+        if mask is not None:  # drop trailing all-padding text columns: exact, and often removes the mask
+            text_states, mask = _trim_padding(text_states, mask)
         img = self.img_in(x)
         txt = self.txt_in(text_states, t, mask)
         key_mask = None
         if mask is not None and not bool(mask.bool().all()):
             key_mask = torch.cat([torch.ones(b, img.shape[1], dtype=torch.bool, device=x.device), mask.bool()], 1)
-        rope = rotary_emb if rotary_emb is not None else self.rotary_emb(x.shape, device=x.device)
+        if img.dtype != torch.float32:  # cast the float32 RoPE tables once, not in every block
+            rope = tuple(r.to(img.dtype) for r in rope)
         # 3. Dual-stream then single-stream blocks over [img, txt]
-        for block in self.double_blocks:
+        cache, n_img = (self.step_cache if len(self.double_blocks) else None), img.shape[1]
+        if cache is not None:  # first-block cache: block 0, then maybe reuse the rest's residual
+            img_in = img
+            img, txt = self.double_blocks[0](img, txt, vec, key_mask, rope)
+            first_residual = img - img_in
+            stats = cache.stats(first_residual)
+            if sharder is not None:
+                stats = sharder.reduce_sum(stats)
+            if cache.can_skip(stats):
+                out = self.unpatchify(self.final_layer(cache.skip(img), vec), grid)
+                return out if sharder is None else sharder.gather(out)
+            img_first = img
+        for block in self.double_blocks[1:] if cache is not None else self.double_blocks:
             img, txt = block(img, txt, vec, key_mask, rope)
         h = torch.cat([img, txt], 1)
+        rope = extend_rope_identity(*rope, txt.shape[1])  # rotate joint q/k of single blocks in one pass
         for block in self.single_blocks:
             h = block(h, vec, txt.shape[1], key_mask, rope)
+        if cache is not None:
+            cache.update(first_residual, img_first, h[:, :n_img])
         # 4. Final layer on image tokens, unpatchify
-        return self.unpatchify(self.final_layer(h[:, : img.shape[1]], vec), grid)
+        out = self.unpatchify(self.final_layer(h[:, :n_img], vec), grid)
+        return out if sharder is None else sharder.gather(out)
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``[B, L_img, C * p_t * p_h * p_w]`` (c outermost) -> ``[B, C, T * p_t, H * p_h, W * p_w]``."""
@@ -220,6 +248,18 @@ class HYVideoDiffusionTransformer(nn.Module):
             got = None if guidance is None else tuple(guidance.shape)
             raise ValueError(f"this model has guidance_embed=True: guidance must be [{b}] "
                              f"(embedded guidance scale * 1000), got {got}")
+
+
+def _trim_padding(text_states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop text columns that are padding in every batch row (``[B, L_txt, D]``, ``[B, L_txt]``).
+
+    Padded keys are masked for every query and padded queries never reach the image tokens (spec 1.9), so
+    the output is unchanged while attention gets shorter and, when every row has the same valid prefix,
+    needs no mask at all (flash / fused SDPA path instead of a masked one).
+    """
+    valid = mask.bool().any(0)
+    n = int(valid.nonzero().max()) + 1 if bool(valid.any()) else mask.shape[1]
+    return (text_states, mask) if n == mask.shape[1] else (text_states[:, :n], mask[:, :n])
 
 
 def _validate(hidden_size, heads_num, patch_size, rope_dim_list, mlp_act_type, text_projection) -> None:

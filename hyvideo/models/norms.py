@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -19,9 +20,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype)) if elementwise_affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.float()
-        y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
-        return y * self.weight if self.weight is not None else y
+        if x.dtype == torch.float32 or self.weight is None or self.weight.dtype != x.dtype:
+            y = x.float()
+            y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+            return y * self.weight if self.weight is not None else y
+        # Low precision: fused op (float32 statistics inside), then the weight in x's dtype exactly as above.
+        return F.rms_norm(x, (x.shape[-1],), None, self.eps) * self.weight
 
 
 def layer_norm(dim: int, affine: bool = False, device=None, dtype=None) -> nn.LayerNorm:
@@ -30,10 +34,15 @@ def layer_norm(dim: int, affine: bool = False, device=None, dtype=None) -> nn.La
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN modulation ``x * (1 + scale) + shift``; x ``[B, L, D]``, shift/scale ``[B, D]``."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """adaLN modulation ``x * (1 + scale) + shift``; x ``[B, L, D]``, shift/scale ``[B, D]`` (one fused pass)."""
+    return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
 
 
 def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Residual gate ``x * g``; x ``[B, L, D]``, g ``[B, D]``."""
     return x * g.unsqueeze(1)
+
+
+def gated_residual(residual: torch.Tensor, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``residual + x * g`` in one fused pass; residual/x ``[B, L, D]``, g ``[B, D]``."""
+    return torch.addcmul(residual, x, g.unsqueeze(1))

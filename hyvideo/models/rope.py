@@ -41,12 +41,26 @@ def rope_freqs_3d(
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of ``x`` ``[B, L, N_h, D_h]`` by tables ``[L, D_h]``; computed in float32.
+    """Rotate interleaved pairs of ``x`` ``[B, L, N_h, D_h]`` by tables ``[L, D_h]``.
 
-    ``out = x * cos + rot(x) * sin`` with ``rot(x)[2m] = -x[2m+1]``, ``rot(x)[2m+1] = x[2m]``.
+    ``out = x * cos + rot(x) * sin`` with ``rot(x)[2m] = -x[2m+1]``, ``rot(x)[2m+1] = x[2m]``. Computed in
+    float32 for float32 inputs; for bf16/fp16 inputs in that dtype with the tables rounded to it (no float32
+    round trip of the [B, L, N_h, D_h] tensor; the error stays within bf16 tolerance, see tests/perf).
     """
-    xf = x.float()
+    if x.dtype != torch.float32:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    xf = x.float() if x.dtype == torch.float32 or cos.dtype == torch.float32 else x
     x_even, x_odd = xf.unflatten(-1, (-1, 2)).unbind(-1)
     rotated = torch.stack([-x_odd, x_even], dim=-1).flatten(-2)
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]
-    return (xf * cos + rotated * sin).type_as(x)
+    return torch.addcmul(xf * cos, rotated, sin).type_as(x)
+
+
+def extend_rope_identity(cos: torch.Tensor, sin: torch.Tensor, n_extra: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append ``n_extra`` identity rows (cos 1, sin 0) to ``[L_img, D_h]`` tables, e.g. for the text tokens.
+
+    Rotating text tokens by the identity leaves them exactly unchanged, so joint ``[img, txt]`` q/k can be
+    rotated in one pass without slicing and concatenating.
+    """
+    return (torch.cat([cos, cos.new_ones(n_extra, cos.shape[1])]),
+            torch.cat([sin, sin.new_zeros(n_extra, sin.shape[1])]))

@@ -65,7 +65,7 @@ class IndividualTokenRefiner(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         attn_mask = None
-        if mask is not None:
+        if mask is not None and not bool(mask.bool().all()):  # an all-valid mask changes nothing: skip it
             m = mask.bool()
             # True where query AND key are valid; column 0 forced True so padded rows are never empty.
             attn_mask = (m[:, None, :, None] & m[:, None, None, :]).clone()

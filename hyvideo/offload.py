@@ -1,0 +1,109 @@
+"""Sequential (block-level) CPU offload with prefetch, for sampling the 13B DiT on 24 GB cards.
+
+The repeated blocks (``double_blocks``, ``single_blocks``) keep their weights in CPU memory (pinned when the
+compute device is CUDA). A forward pre-hook copies a block's weights to the compute device just before it
+runs and a forward hook frees them right after, so at most two blocks (the running one and the prefetched
+next one) occupy device memory. On CUDA the next block's copy is issued on a side stream while the current
+block computes (``non_blocking`` copies from pinned memory overlap with compute). Everything outside the
+blocks (embedders, token refiner, final layer: ~2% of the weights) stays on the device.
+
+Inference only: the weights are swapped through ``param.data``, which autograd does not track.
+Whole-model offload (one model on the device at a time) is ``HunyuanVideoPipeline(cpu_offload=True)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_BLOCK_LISTS = ("double_blocks", "single_blocks")
+
+
+class SequentialOffload:
+    """Installs and removes the offload hooks on a DiT; see the module docstring.
+
+    Args:
+        model: a module with ``double_blocks`` / ``single_blocks`` ``nn.ModuleList`` s (the DiT).
+        device: the compute device.
+        prefetch: copy block i+1 on a side stream while block i runs (CUDA only; ignored on CPU).
+
+    Raises:
+        ValueError: ``model`` has none of the block lists.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device | str, prefetch: bool = True):
+        self.device = torch.device(device)
+        self.blocks = [b for name in _BLOCK_LISTS for b in getattr(model, name, [])]
+        if not self.blocks:
+            raise ValueError(f"{type(model).__name__} has no {_BLOCK_LISTS} to offload")
+        cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if cuda and prefetch else None
+        self.home: list[dict[str, torch.Tensor]] = []
+        self._ready: dict[int, torch.cuda.Event] = {}
+        self._handles = []
+        block_ids = {id(t) for b in self.blocks for t in _tensors(b).values()}
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if id(t) not in block_ids:  # small non-block weights live on the device
+                t.data = t.data.to(self.device)
+        for i, block in enumerate(self.blocks):
+            home = {}
+            for name, t in _tensors(block).items():
+                cpu = t.data.to("cpu")
+                home[name] = cpu.pin_memory() if cuda else cpu
+                t.data = torch.empty(0, dtype=t.dtype, device=self.device)  # placeholder: nothing resident
+            self.home.append(home)
+            self._handles.append(block.register_forward_pre_hook(lambda m, a, i=i: self._load(i)))
+            self._handles.append(block.register_forward_hook(lambda m, a, o, i=i: self._free(i)))
+
+    def _copy_in(self, i: int) -> None:
+        for name, t in _tensors(self.blocks[i]).items():
+            t.data = self.home[i][name].to(self.device, non_blocking=True)
+
+    def _load(self, i: int) -> None:
+        if i in self._ready:  # prefetched on the side stream: make the compute stream wait for it
+            torch.cuda.current_stream(self.device).wait_event(self._ready.pop(i))
+            for t in _tensors(self.blocks[i]).values():
+                t.data.record_stream(torch.cuda.current_stream(self.device))
+        elif not self.resident(i):
+            self._copy_in(i)
+        nxt = i + 1
+        if self.stream is not None and nxt < len(self.blocks) and not self.resident(nxt):
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.stream):
+                self._copy_in(nxt)
+                event = torch.cuda.Event()
+                event.record(self.stream)
+            self._ready[nxt] = event
+
+    def _free(self, i: int) -> None:
+        for t in _tensors(self.blocks[i]).values():
+            t.data = torch.empty(0, dtype=t.dtype, device=self.device)
+
+    def resident(self, i: int) -> bool:
+        """Whether block ``i``'s weights are currently on the compute device."""
+        return all(t.numel() > 0 or self.home[i][n].numel() == 0 for n, t in _tensors(self.blocks[i]).items())
+
+    def remove(self) -> None:
+        """Remove the hooks and put every block's weights back on the compute device."""
+        for h in self._handles:
+            h.remove()
+        if self.stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        self._ready.clear()
+        for i in range(len(self.blocks)):
+            self._copy_in(i)
+        self._handles = []
+
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+def enable_sequential_offload(model: nn.Module, device: torch.device | str = "cuda",
+                              prefetch: bool = True) -> SequentialOffload:
+    """Offload ``model``'s blocks to CPU and stream them to ``device`` one at a time (see module docstring).
+
+    Returns:
+        The :class:`SequentialOffload` handle; ``handle.remove()`` undoes it.
+    """
+    return SequentialOffload(model, device, prefetch)

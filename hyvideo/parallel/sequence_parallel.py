@@ -1,0 +1,209 @@
+"""Ulysses sequence parallelism for the DiT (DeepSpeed-Ulysses, Jacobs et al. 2023; xDiT's HunyuanVideo rule).
+
+One implementation for training and sampling. After :func:`enable_sequence_parallel`, the model keeps its
+signature ``model(x, t, text_states, text_mask, text_states_2, guidance)`` and takes / returns FULL
+(replicated) tensors on every rank of the group. Inside:
+
+1. the latent ``[B, C_z, T_z, H_z, W_z]`` is split along the patchified height (or, if that does not divide,
+   the width) into ``N`` equal slabs, one per rank, with the matching rows of the RoPE tables
+   (the released xDiT rule, ``hyvideo/inference.py::parallelize_transformer``);
+2. every joint attention does an all-to-all that turns ``[B, L_img / N, N_h, D_h]`` image q/k/v into
+   ``[B, L_img, N_h / N, D_h]`` (all tokens, a slice of heads); the replicated text tokens contribute their
+   head slice; a second all-to-all brings the output back to the token slice, text heads are all-gathered;
+3. the velocity slabs are all-gathered along the split axis.
+
+Communication goes through ``torch.distributed.nn.functional.all_to_all`` (autograd aware; works with gloo on
+CPU and NCCL on GPU). Gradient convention: the all-gathers' backward SUMS the replicated output gradients, so
+with the same loss on every rank of an SP group, the sum of the per-rank parameter gradients is
+``N x`` the single-process gradient -- i.e. averaging gradients over ALL ranks (FSDP/DDP over the flat world)
+gives exactly the mean of the per-group single-process gradients. The model code only exposes two hooks
+(``HYVideoDiffusionTransformer.token_sharder`` and each block's ``attn_processor``); all communication lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+from torch import nn
+
+from hyvideo.ops.attention import attention
+
+
+def _heads_and_patch(model_or_config) -> tuple[int, tuple[int, int, int]]:
+    if isinstance(model_or_config, Mapping):
+        return int(model_or_config["heads_num"]), tuple(model_or_config.get("patch_size", (1, 2, 2)))
+    dit = _find_dits(model_or_config)
+    if not dit:
+        raise TypeError(f"expected a HYVideoDiffusionTransformer (or its config dict), got {type(model_or_config)}")
+    return dit[0].heads_num, tuple(dit[0].patch_size)
+
+
+def split_dim(grid: tuple[int, int, int], sp_degree: int) -> int:
+    """Latent axis to split (3 = H, 4 = W of ``[B, C, T, H, W]``) for patch grid ``(T, H, W)``.
+
+    Raises:
+        ValueError: neither the patchified height nor width is divisible by ``sp_degree``.
+    """
+    _, h, w = grid
+    if h % sp_degree == 0:
+        return 3
+    if w % sp_degree == 0:
+        return 4
+    allowed = sorted({d for d in range(1, max(h, w) + 1) if h % d == 0 or w % d == 0})
+    raise ValueError(f"cannot split the patch grid (T, H, W) = {tuple(grid)} evenly across sp_degree={sp_degree} "
+                     f"ranks: the patchified height {h} or width {w} must be divisible by it; allowed degrees "
+                     f"for this size: {allowed} (video height/16 or width/16 must be a multiple of the degree)")
+
+
+def check_sp_degree(model_or_config, latent_shape: tuple[int, ...], sp_degree: int) -> None:
+    """Check that a latent size can run with Ulysses degree ``sp_degree`` (before any work is done).
+
+    Args:
+        model_or_config: the DiT (or a module containing it) or its constructor config dict.
+        latent_shape: ``[B, C_z, T_z, H_z, W_z]``.
+        sp_degree: number of sequence-parallel ranks (>= 1).
+
+    Raises:
+        ValueError: ``heads_num % sp_degree != 0``, or neither the patchified height nor width is
+            divisible by ``sp_degree``; the message lists the allowed degrees.
+    """
+    heads, patch = _heads_and_patch(model_or_config)
+    if sp_degree < 1:
+        raise ValueError(f"sp_degree must be >= 1, got {sp_degree}")
+    if heads % sp_degree:
+        allowed = [d for d in range(1, heads + 1) if heads % d == 0]
+        raise ValueError(f"Ulysses sp_degree={sp_degree} must divide the number of attention heads {heads}; "
+                         f"allowed degrees: {allowed}")
+    if len(latent_shape) != 5:
+        raise ValueError(f"latent_shape must be [B, C, T, H, W], got {tuple(latent_shape)}")
+    grid = tuple(s // p for s, p in zip(latent_shape[2:], patch))
+    split_dim(grid, sp_degree)
+
+
+def _all_to_all(chunks: list[torch.Tensor], group) -> list[torch.Tensor]:
+    """Send ``chunks[j]`` to rank j; return what every rank j sent to this one (autograd aware)."""
+    chunks = [c.contiguous() for c in chunks]
+    out = [torch.empty_like(chunks[0]) for _ in chunks]
+    return list(dist_fn.all_to_all(out, chunks, group=group))
+
+
+def _all_gather(x: torch.Tensor, group, n: int) -> list[torch.Tensor]:
+    """All-gather as an all-to-all of ``n`` copies (backward = sum of the gradients; no deprecated API)."""
+    return _all_to_all([x] * n, group)
+
+
+class UlyssesAttention:
+    """``attn_processor`` of the DiT blocks: joint attention with heads scattered over the group.
+
+    Called as ``(q, k, v, *, key_mask, txt_len, backend)`` with q/k/v ``[B, L_img/N + L_txt, N_h, D_h]``
+    (this rank's image tokens, then all text tokens) and returns ``[B, L_img/N + L_txt, N_h * D_h]``.
+    """
+
+    def __init__(self, group=None):
+        self.group = group
+        self.n = dist.get_world_size(group)
+        self.rank = dist.get_rank(group)
+
+    @torch.compiler.disable
+    def __call__(self, q, k, v, *, key_mask, txt_len: int, backend: str) -> torch.Tensor:
+        b, l_local, heads, d = q.shape
+        if heads % self.n:
+            raise ValueError(f"Ulysses degree {self.n} must divide the number of heads {heads}")
+        hs, n_img = heads // self.n, l_local - txt_len
+        mine = slice(self.rank * hs, (self.rank + 1) * hs)
+
+        def to_heads(x):  # [B, L_img/N, N_h, D] -> [B, L_img, N_h/N, D], then text head slice appended
+            img = torch.cat(_all_to_all(list(x[:, :n_img].chunk(self.n, dim=2)), self.group), dim=1)
+            return torch.cat([img, x[:, n_img:, mine]], dim=1)
+
+        qh, kh, vh = to_heads(q), to_heads(k), to_heads(v)
+        full_mask = None
+        if key_mask is not None:
+            ones = torch.ones(b, n_img * self.n, dtype=torch.bool, device=q.device)
+            full_mask = torch.cat([ones, key_mask[:, n_img:].bool()], dim=1)
+        out = attention(qh, kh, vh, key_mask=full_mask, backend=backend).unflatten(-1, (hs, d))
+        img = torch.cat(_all_to_all(list(out[:, : n_img * self.n].chunk(self.n, dim=1)), self.group), dim=2)
+        txt = torch.cat(_all_gather(out[:, n_img * self.n:], self.group, self.n), dim=2)
+        return torch.cat([img, txt], dim=1).flatten(2)
+
+
+class LatentSharder:
+    """``token_sharder`` of the DiT: slices the latent grid per rank and gathers the output.
+
+    ``shard(x [B, C, T, H, W], (cos, sin) [L_img, D_h], grid) -> (x slab, RoPE rows of the slab)``;
+    ``gather(out slab [B, C_out, T, H/N or H, W or W/N]) -> [B, C_out, T, H, W]`` replicated.
+    """
+
+    def __init__(self, group=None):
+        self.group = group
+        self.n = dist.get_world_size(group)
+        self.rank = dist.get_rank(group)
+        self._dim = 3
+
+    def shard(self, x: torch.Tensor, rope, grid):
+        self._dim = split_dim(grid, self.n)
+        x_local = x.chunk(self.n, dim=self._dim)[self.rank]
+        t, h, w = grid
+        rope_local = tuple(r.reshape(t, h, w, -1).chunk(self.n, dim=self._dim - 2)[self.rank].reshape(-1, r.shape[-1])
+                           for r in rope)
+        return x_local, rope_local
+
+    @torch.compiler.disable
+    def reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of a small statistics tensor over the group (step-cache decisions; not differentiable)."""
+        x = x.detach().clone()
+        dist.all_reduce(x, group=self.group)
+        return x
+
+    @torch.compiler.disable
+    def gather(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.cat(_all_gather(out, self.group, self.n), dim=self._dim)
+
+
+def _find_dits(model: nn.Module) -> list[nn.Module]:
+    from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415 (keep import light)
+
+    return [m for m in model.modules() if isinstance(m, HYVideoDiffusionTransformer)]
+
+
+def enable_sequence_parallel(model: nn.Module, group=None) -> None:
+    """Run ``model``'s DiT with Ulysses sequence parallelism over ``group`` (default: the world).
+
+    Works on a plain, compiled (``Module.compile``), activation-checkpointed or FSDP2-sharded DiT; call it
+    on every rank of the group. A group of size 1 leaves the model unchanged.
+
+    Raises:
+        RuntimeError: torch.distributed is not initialised.
+        TypeError: ``model`` contains no HYVideoDiffusionTransformer.
+        ValueError: the number of heads is not divisible by the group size.
+    """
+    if not dist.is_initialized():
+        raise RuntimeError("enable_sequence_parallel needs torch.distributed initialised (torchrun + "
+                           "hyvideo.parallel.mesh.init_distributed)")
+    dits = _find_dits(model)
+    if not dits:
+        raise TypeError(f"no HYVideoDiffusionTransformer found in {type(model).__name__}")
+    n = dist.get_world_size(group)
+    if n == 1:
+        return disable_sequence_parallel(model)
+    for dit in dits:
+        if dit.heads_num % n:
+            raise ValueError(f"Ulysses degree {n} must divide heads_num {dit.heads_num}; allowed: "
+                             f"{[d for d in range(1, dit.heads_num + 1) if dit.heads_num % d == 0]}")
+        dit.token_sharder = LatentSharder(group)
+        processor = UlyssesAttention(group)
+        for block in [*dit.double_blocks.modules(), *dit.single_blocks.modules()]:
+            if hasattr(block, "attn_processor"):
+                block.attn_processor = processor
+
+
+def disable_sequence_parallel(model: nn.Module) -> None:
+    """Undo :func:`enable_sequence_parallel` (back to single-device attention)."""
+    for dit in _find_dits(model):
+        dit.token_sharder = None
+        for block in dit.modules():
+            if hasattr(block, "attn_processor"):
+                block.attn_processor = None

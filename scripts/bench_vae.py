@@ -1,0 +1,92 @@
+"""Benchmark VAE decode: our ``AutoencoderKLCausal3D`` vs diffusers' ``AutoencoderKLHunyuanVideo``, same weights.
+
+Released VAE config (``configs/vae_884_16c_hy.json``), random weights, one process; checks the decoded videos
+agree, then times both interleaved (warm-up, repeats, median) and prints time, ratio, peak memory (RSS
+high-water delta on CPU, ``max_memory_allocated`` on GPU) and FLOP/s against the measured matmul peak.
+
+    python scripts/bench_vae.py                                  # [1, 16, 5, 32, 32] -> 17 x 256 x 256, bf16
+    python scripts/bench_vae.py --latent 1 16 9 64 64 --tiling   # released tiles on both sides
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_dit import DTYPES, fixed_malloc, machine, matmul_peak, measure, print_table, rel_err  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_pair(config: Path, dtype: torch.dtype, device: torch.device):
+    """(ours, diffusers) with identical random weights (separate copies), in ``dtype`` on ``device``."""
+    from diffusers import AutoencoderKLHunyuanVideo  # noqa: PLC0415
+
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    ours = AutoencoderKLCausal3D.from_config(config).eval()
+    sys.path.insert(0, str(ROOT / "tests" / "vae"))
+    from vae_twin import diffusers_kwargs  # noqa: PLC0415
+
+    ref = AutoencoderKLHunyuanVideo(**diffusers_kwargs(ours.config)).eval()
+    ref.load_state_dict(copy.deepcopy(ours.state_dict()), strict=True)
+    return ours.to(device, dtype), ref.to(device, dtype)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="bf16", choices=list(DTYPES))
+    ap.add_argument("--config", default=str(ROOT / "configs" / "vae_884_16c_hy.json"))
+    ap.add_argument("--latent", type=int, nargs=5, default=[1, 16, 5, 32, 32], metavar=("B", "C", "T", "H", "W"))
+    ap.add_argument("--tiling", action="store_true", help="released tiling on both (default: as each ships)")
+    ap.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time hyvideo.ops.lean_conv.decoder_forward_lean (untiled sizes)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs after the warm-up (slow on CPU)")
+    args = ap.parse_args()
+    fixed_malloc()
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    ours, ref = build_pair(Path(args.config), dtype, device)
+    if args.tiling:
+        ours.enable_tiling()
+        ref.enable_tiling()
+    z = torch.randn(args.latent, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+
+    def run_ours():
+        return ours.decode(z).sample
+
+    def run_ref():
+        return ref.decode(z, return_dict=False)[0]
+
+    def run_lean():  # hyvideo.ops.lean_conv: chunked in-place decoder walk (same modules and weights)
+        from hyvideo.ops.lean_conv import decoder_forward_lean  # noqa: PLC0415
+
+        return decoder_forward_lean(ours.decoder, ours.post_quant_conv(z))
+
+    peak = matmul_peak(device, dtype)
+    fns = {"hyvideo": run_ours, "diffusers": run_ref}
+    if args.lean and not (args.tiling and max(args.latent[-2:]) > ours.tile_latent_min_size):
+        fns["hyvideo lean decoder"] = run_lean
+    res = measure(fns, device, max(args.warmup, 1), args.repeats, count_flops_of="hyvideo")
+    flops = res["hyvideo"].pop("flops")
+    rows = [{"name": k, **r, "flops": flops, "err": rel_err(r["out"], res["diffusers"]["out"])}
+            for k, r in res.items()]
+    out_shape = tuple(res["hyvideo"]["out"].shape)
+    print(f"device: {machine(device)}; dtype {args.dtype}; latent {args.latent} -> video {out_shape}; tiling "
+          f"{'on' if args.tiling else 'default'}; {flops / 1e9:.1f} GFLOP per decode; measured {args.dtype} "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s; median of {args.repeats}")
+    print("rel err = max|ours - diffusers| / max|diffusers| (same dtype)")
+    print_table(rows, peak)
+
+
+if __name__ == "__main__":
+    main()
