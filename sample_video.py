@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attn-backend", default="auto", choices=["auto", "sdpa", "flash", "naive"])
     # speed and memory (hyvideo.parallel.sequence_parallel, hyvideo.cache, hyvideo.quant, hyvideo.offload)
     p.add_argument("--ulysses-degree", type=int, default=1,
-                   help="Ulysses sequence-parallel degree; launch with torchrun --nproc_per_node N (world % N == 0)")
+                   help="Ulysses sequence-parallel degree; launch with torchrun --nproc_per_node N (world size divisible by N)")
     p.add_argument("--cache-threshold", type=float, default=0.0,
                    help="first-block step cache threshold (0 = off; 0.15 = hyvideo.cache default, ~2.7x fewer DiT "
                         "evaluations on a trained model)")

@@ -73,13 +73,16 @@ def closest_bucket(height: int, width: int, tier: str) -> tuple[int, int]:
     return min(buckets, key=lambda hw: abs(hw[0] / hw[1] - ratio))
 
 
-def resize_crop(frames: torch.Tensor, size: tuple[int, int], rng: random.Random | None = None) -> torch.Tensor:
+def resize_crop(frames: torch.Tensor, size: tuple[int, int], rng: random.Random | None = None,
+                native: bool = False) -> torch.Tensor:
     """Resize frames to cover ``size`` (keeping aspect) and crop to it.
 
     Args:
         frames: ``[T, H, W, 3]`` uint8 RGB.
         size: target ``(h, w)`` in px.
         rng: random crop offset when given; centre crop otherwise.
+        native: crop at the source resolution (resize only if the frame is smaller than ``size``), as for
+            VAE training on crops.
 
     Returns:
         ``[3, T, h, w]`` float32 in [-1, 1].
@@ -87,6 +90,8 @@ def resize_crop(frames: torch.Tensor, size: tuple[int, int], rng: random.Random 
     h, w = size
     x = frames.permute(0, 3, 1, 2).float()  # [T, 3, H, W]
     scale = max(h / x.shape[2], w / x.shape[3])
+    if native:
+        scale = max(scale, 1.0)
     new_h, new_w = max(h, round(x.shape[2] * scale)), max(w, round(x.shape[3] * scale))
     if (new_h, new_w) != tuple(x.shape[2:]):
         x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=scale < 1)

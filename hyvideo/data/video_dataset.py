@@ -102,6 +102,7 @@ class VideoClipDataset(Dataset):
         random_crop: random (seeded) crop and clip start instead of centred ones.
         use_images_from_videos: also add a 1-frame ``"image"`` sample per video record.
         caption_drop_p: field dropout when flattening structured captions.
+        native_crop: crop buckets from frames at their source resolution instead of resizing to cover.
 
     Raises:
         ValueError: ``num_frames`` is not ``1 + 4k``, an unknown tier, or no usable sample at all.
@@ -109,11 +110,12 @@ class VideoClipDataset(Dataset):
 
     def __init__(self, records: list[ClipRecord], *, tiers=("256",), num_frames: int = 1, fps: float = 24.0,
                  seed: int = 0, random_crop: bool = False, use_images_from_videos: bool = False,
-                 caption_drop_p: float = 0.0, max_retries: int = 8):
+                 caption_drop_p: float = 0.0, max_retries: int = 8, native_crop: bool = False):
         if num_frames < 1 or (num_frames - 1) % 4:
             raise ValueError(f"num_frames must be 1 + 4k, got {num_frames}")
         self.records, self.num_frames, self.fps, self.seed = records, num_frames, fps, seed
         self.random_crop, self.caption_drop_p, self.max_retries = random_crop, caption_drop_p, max_retries
+        self.native_crop = native_crop
         self.skipped: Counter = Counter()
         self.meta: dict[int, tuple[int, int, float, int]] = {}
         self.samples: list[Sample] = []
@@ -230,7 +232,7 @@ class VideoClipDataset(Dataset):
             first = start + (rng.randint(0, end - start - need) if self.random_crop else (end - start - need) // 2)
             indices = [first + k * stride for k in range(s.num_frames)]
         frames = decode_frames(rec.path, indices)
-        pixels = resize_crop(frames, s.size, rng if self.random_crop else None)
+        pixels = resize_crop(frames, s.size, rng if self.random_crop else None, native=self.native_crop)
         caption = caption_text(rec.caption, rng if self.caption_drop_p > 0 else None, self.caption_drop_p)
         return {"pixels": pixels, "caption": caption, "index": j, "slot": slot, "bucket": s.bucket}
 

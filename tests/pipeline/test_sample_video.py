@@ -83,3 +83,16 @@ def test_mismatched_weights_list_missing_and_unexpected_keys(tiny_ckpts, capsys,
     assert code == 2
     assert str(bad / "mp_rank_00_model_states.pt") in err
     assert "final_layer.linear.weight" in err and "extra_block.weight" in err
+
+
+def test_help_lists_the_released_flags(capsys):
+    import sample_video
+
+    with pytest.raises(SystemExit) as exit_info:
+        sample_video.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    for flag in ("--model-base", "--dit-weight", "--video-size", "--video-length", "--infer-steps", "--neg-prompt",
+                 "--flow-shift", "--embedded-cfg-scale", "--cfg-scale", "--vae-tiling", "--use-cpu-offload",
+                 "--batch-size", "--num-videos", "--save-path", "--ulysses-degree"):
+        assert flag in out

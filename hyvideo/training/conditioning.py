@@ -1,0 +1,92 @@
+"""Frozen conditioning models for DiT training: the two text encoders and the VAE (on-the-fly latents).
+
+``text_encoder: "tiny"`` builds the offline tiny Llama + CLIP of :mod:`hyvideo.text.tiny` (tests, demos);
+any other value is a folder with the released ``text_encoder/`` and ``text_encoder_2/`` (or a diffusers tree).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import DiTModelConfig
+
+
+class TextConditioner:
+    """Encodes captions to the DiT's text inputs, with CFG text dropout (dropped captions become ``""``).
+
+    Args:
+        cfg: model section of the run config (``text_encoder``, ``text_max_length``).
+        device: where the encoders run.
+    """
+
+    def __init__(self, cfg: DiTModelConfig, device: torch.device):
+        from hyvideo.text.encoders import CLIPTextEncoder, LLMTextEncoder  # noqa: PLC0415
+
+        if cfg.text_encoder == "tiny":
+            from hyvideo.text import tiny  # noqa: PLC0415
+
+            tok, ctok = tiny.build_llama_tokenizer(), tiny.build_clip_tokenizer()
+            self.llm = LLMTextEncoder(tiny.build_tiny_llm(tok).to(device), tok, text_len=cfg.text_max_length)
+            self.clip = CLIPTextEncoder(tiny.build_tiny_clip(ctok).to(device), ctok)
+        else:
+            from hyvideo.text.encoders import load_clip_text_encoder, load_llm_text_encoder  # noqa: PLC0415
+
+            root = Path(cfg.text_encoder)
+            if not root.exists():
+                raise FileNotFoundError(f"model.text_encoder folder not found: {root} (use 'tiny' for tests)")
+            self.llm = load_llm_text_encoder(root, dtype=torch.bfloat16, device=device, text_len=cfg.text_max_length)
+            self.clip = load_clip_text_encoder(root, dtype=torch.bfloat16, device=device)
+
+    @torch.no_grad()
+    def __call__(self, captions: list[str], num_frames: int, drop: torch.Tensor | None = None) -> dict:
+        """Text inputs for ``B`` captions.
+
+        Args:
+            captions: ``B`` strings.
+            num_frames: frames of the batch (1 selects the image prompt template).
+            drop: ``[B]`` bool; True replaces the caption by the empty string.
+
+        Returns:
+            ``text_states`` ``[B, L_txt, D_txt]`` float32, ``text_mask`` ``[B, L_txt]`` int64,
+            ``text_states_2`` ``[B, D_2]`` float32.
+        """
+        if drop is not None:
+            captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        states, mask = self.llm(captions, num_frames, allow_empty=True)
+        pooled = self.clip(captions, allow_empty=True)
+        return {"text_states": states.float(), "text_mask": mask.long(), "text_states_2": pooled.float()}
+
+
+def build_frozen_vae(cfg: DiTModelConfig, device: torch.device, seed: int = 0):
+    """The VAE used to encode training clips: weights from ``model.vae_weights`` (a ``vae/`` folder or a state
+    dict file), or seeded random weights when empty (tests only: the same on every rank).
+
+    Raises:
+        FileNotFoundError: ``vae_weights`` is set but missing.
+    """
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
+
+    path = Path(cfg.vae_weights) if cfg.vae_weights else None
+    if path is not None and path.is_dir():
+        from hyvideo.checkpoint.io import load_vae  # noqa: PLC0415
+
+        return load_vae(path, dtype=torch.float32, device=device).requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AutoencoderKLCausal3D.from_config(cfg.vae_config)
+    if path is not None:
+        from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+        from hyvideo.training.state import read_weights  # noqa: PLC0415
+
+        load_into(vae, read_weights(path), path)
+    return vae.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Unscaled latent means ``[B, C_z, T_z, H_z, W_z]`` float32 of pixels ``[B, 3, T, H, W]`` in [-1, 1]
+    (``latent_dist.mode()``, as the released I2V latent cache; multiply by ``latent_scale`` to train)."""
+    dtype = next(vae.parameters()).dtype
+    return vae.encode(pixels.to(dtype)).latent_dist.mode().float()

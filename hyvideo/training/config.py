@@ -1,0 +1,294 @@
+"""Run configs of ``train_dit.py`` and ``train_vae.py``: frozen dataclasses filled from YAML and ``--set``.
+
+Precedence: dataclass defaults < YAML file (``--config``) < ``--set a.b=c`` overrides (values parsed as
+YAML scalars, so ``--set optim.lr=3e-4`` is a float and ``--set data.resolutions=[256,512]`` a list).
+Unknown keys raise :class:`ConfigError` naming the allowed keys, so a typo never silently trains with a
+default. Every checkpoint stores the resolved config (:func:`to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid (unknown key, bad type, inconsistent values)."""
+
+
+# ---------------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    out_dir: str = "runs/debug"  # checkpoints/, tb/, samples/ are written below it (rank 0 only)
+    seed: int = 0  # base seed: data order, noise, t and dropout derive from (seed, step, sample index)
+    max_steps: int = 10  # optimizer steps
+    log_every: int = 1  # steps between console/TensorBoard scalars
+    ckpt_every: int = 0  # steps between atomic checkpoints (0 = only at the end)
+    sample_every: int = 0  # steps between sample videos written to TensorBoard (0 = never)
+    resume: str = "auto"  # "auto" (latest in out_dir if any), "never", or a checkpoint path
+    init_from: str = ""  # previous stage's checkpoint: weights (+EMA) only, fresh optimizer and step 0
+    stop_after: int = 0  # debugging/tests: exit cleanly after this step without finishing (0 = off)
+    tensorboard: bool = True
+    tqdm: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    manifest: str = ""  # JSONL or Parquet manifest (see hyvideo/data/manifest.py); "" = none
+    latent_cache: str = ""  # DiT only: directory written by scripts/encode_latents.py (used instead of decoding)
+    resolutions: tuple[str, ...] = ("256",)  # bucket tiers (hyvideo/data/buckets.py BUCKET_BASES)
+    num_frames: int = 1  # frames per video sample, 1 + 4k (images are always 1 frame)
+    fps: float = 24.0  # frames are sampled at this rate (stride = round(source_fps / fps), >= 1)
+    video_batch_size: int = 1  # micro-batch per rank for video buckets
+    image_batch_size: int = 1  # micro-batch per rank for image (1-frame) buckets
+    mix: tuple[tuple[str, int], ...] = (("video", 1), ("image", 1))  # batches per kind in each cycle
+    use_images_from_videos: bool = False  # also draw 1-frame samples from video clips (image kind)
+    num_workers: int = 0  # DataLoader workers per rank
+    random_crop: bool = False  # False = centre crop to the bucket (deterministic)
+    native_crop: bool = False  # crop buckets at the source resolution (no downscale): VAE training on crops
+
+    def __post_init__(self):
+        if self.num_frames < 1 or (self.num_frames - 1) % 4:
+            raise ConfigError(f"data.num_frames must be 1 + 4k, got {self.num_frames}")
+        if self.video_batch_size < 1 or self.image_batch_size < 1:
+            raise ConfigError("data.video_batch_size and data.image_batch_size must be >= 1")
+        for kind, weight in self.mix:
+            if kind not in ("video", "image") or weight < 0:
+                raise ConfigError(f"data.mix entries are (video|image, weight >= 0), got {(kind, weight)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    lr: float = 1e-4  # AdamW peak lr (released I2V trainer: 1e-4)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # linear warmup from warmup_min_lr to lr, then constant
+    warmup_min_lr: float = 1e-6
+    decay_steps: int = 0  # > 0: cosine decay from lr (after warmup) to min_lr at this step, then min_lr; 0 = constant
+    min_lr: float = 0.0  # floor of the cosine decay (used only when decay_steps > 0)
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    grad_accum: int = 1  # micro-steps per optimizer step
+    ema_decay: float = 0.0  # 0 = no EMA weights; e.g. 0.9999
+
+    def __post_init__(self):
+        if self.grad_accum < 1:
+            raise ConfigError(f"optim.grad_accum must be >= 1, got {self.grad_accum}")
+        if self.decay_steps < 0 or (self.decay_steps and self.decay_steps <= self.warmup_steps):
+            raise ConfigError(f"optim.decay_steps must be 0 (no decay) or > warmup_steps={self.warmup_steps}, "
+                              f"got {self.decay_steps}")
+        if self.min_lr < 0:
+            raise ConfigError(f"optim.min_lr must be >= 0, got {self.min_lr}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParallelConfig:
+    engine: str = "fsdp"  # "fsdp" (FSDP2 fully_shard), "deepspeed" (ZeRO, if installed), "none"
+    zero_stage: int = 2  # deepspeed only
+    sp_degree: int = 1  # Ulysses sequence-parallel degree; world_size % sp_degree == 0
+    precision: str = "fp32"  # "bf16" (FSDP2 MixedPrecisionPolicy, fp32 master/reduce) or "fp32"
+    activation_checkpointing: bool = False  # per DiT/VAE block
+    compile: bool = False  # torch.compile per block (GPU)
+    backend: str = ""  # process-group backend; "" = nccl on CUDA, gloo on CPU
+
+    def __post_init__(self):
+        if self.engine not in ("fsdp", "deepspeed", "none"):
+            raise ConfigError(f"parallel.engine must be fsdp|deepspeed|none, got {self.engine!r}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ConfigError(f"parallel.precision must be bf16|fp32, got {self.precision!r}")
+        if self.sp_degree < 1:
+            raise ConfigError(f"parallel.sp_degree must be >= 1, got {self.sp_degree}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowConfig:
+    timestep_sampling: str = "logit_normal"  # or "uniform"
+    shift: float = 1.0  # SD3 shift applied to training sigmas (released I2V script: 7.0)
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    text_dropout: float = 0.1  # probability of replacing a caption by "" (CFG training)
+    guidance_scale: float = 6.0  # embedded guidance fed to guidance_in (only if the DiT has one)
+    sample_steps: int = 20  # Euler steps for sample videos
+    sample_shift: float = 7.0
+
+    def __post_init__(self):
+        if self.timestep_sampling not in ("logit_normal", "uniform"):
+            raise ConfigError(f"flow.timestep_sampling must be logit_normal|uniform, got {self.timestep_sampling!r}")
+        if not 0.0 <= self.text_dropout <= 1.0:
+            raise ConfigError(f"flow.text_dropout must be in [0, 1], got {self.text_dropout}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiTModelConfig:
+    dit_config: str = "configs/dit_tiny.json"  # JSON of HYVideoDiffusionTransformer kwargs
+    vae_config: str = "configs/vae_tiny.json"  # JSON of AutoencoderKLCausal3D kwargs (on-the-fly latents)
+    vae_weights: str = ""  # VAE state dict (.pt/.safetensors); "" = random (tests only)
+    text_encoder: str = "tiny"  # "tiny" (hyvideo.text.tiny, offline) or a directory of released encoders
+    text_max_length: int = 32  # LLM tokens kept (released: 256)
+    latent_scale: float = 0.476986  # multiplies VAE latents (caches store them unscaled)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiTTrainConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: DiTModelConfig = field(default_factory=DiTModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAELossConfig:
+    l1_weight: float = 1.0
+    lpips_weight: float = 0.1
+    adv_weight: float = 0.05  # generator hinge loss weight once the discriminator is on
+    kl_weight: float = 1e-6
+    disc_start: int = 1000  # step at which the 3D patch discriminator (and the adversarial term) starts
+    disc_lr: float = 1e-4
+    disc_channels: int = 64
+    disc_layers: int = 3
+    lpips_vgg: str = ""  # torchvision vgg16 state dict; "" = random trunk (tests only)
+    lpips_lin: str = ""  # lpips package's weights/v0.1/vgg.pth; "" = random heads (tests only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurriculumStage:
+    start_step: int = 0  # first step at which this stage's data settings apply
+    resolutions: tuple[str, ...] = ("256",)
+    num_frames: int = 17
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAEModelConfig:
+    vae_config: str = "configs/vae_tiny.json"
+    init_weights: str = ""  # optional VAE state dict to start from
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAETrainConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: VAEModelConfig = field(default_factory=VAEModelConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(mix=(("video", 4), ("image", 1))))
+    loss: VAELossConfig = field(default_factory=VAELossConfig)
+    curriculum: tuple[CurriculumStage, ...] = ()  # low-to-high resolution; empty = data.* throughout
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp`` (dataclasses, tuples, scalars)."""
+    origin = typing.get_origin(tp)
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return _build(tp, value, f"{where}.")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, dict):  # {"video": 4} -> (("video", 4),)
+            value = list(value.items())
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict, where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[f'{where}{k}' for k in unknown]} in {cls.__name__}; "
+                          f"allowed: {names}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if _is_dataclass_type(hints[f.name]) and isinstance(value, dict) \
+                and f.default_factory is not dataclasses.MISSING:
+            value = {**to_dict(f.default_factory()), **value}  # keep this section's own defaults (e.g. VAE mix 4:1)
+        kwargs[f.name] = _coerce(hints[f.name], value, f"{where}{f.name}")
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
+    """Build a frozen config of type ``cls`` from defaults, a YAML file and ``a.b=c`` overrides.
+
+    Args:
+        cls: the top-level dataclass (e.g. :class:`DiTTrainConfig`).
+        path: YAML file whose nested mapping mirrors ``cls``; None = defaults only.
+        overrides: strings ``"section.key=value"``; the value is parsed with ``yaml.safe_load``.
+
+    Returns:
+        An instance of ``cls``; nested sections are their dataclasses, lists become tuples.
+
+    Raises:
+        ConfigError: unknown key, malformed override, or a value of the wrong type.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    tree: dict = {}
+    if path:
+        text = Path(path).read_text()
+        tree = yaml.safe_load(text) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        _set_path(tree, key.strip(), yaml.safe_load(raw))
+    return _build(cls, tree)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict (lists for tuples) of a config, for checkpoints and YAML dumps."""
+    def conv(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, (list, tuple)):
+            return [conv(v) for v in x]
+        return x
+    return conv(cfg)
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,231 @@
+"""EMA weights and training checkpoints that survive a kill (atomic) and resume exactly.
+
+A training checkpoint is one ``torch.save`` file ``<out_dir>/checkpoints/step_XXXXXXXX.pt`` holding *full*
+(unsharded) state dicts, so it loads on any world size: ``model``, ``ema``, ``optimizer`` (FSDP2 full optimizer
+state via ``torch.distributed.checkpoint.state_dict``), ``scheduler``, ``sampler`` (the next step), ``rng``
+(torch / numpy / python states of rank 0; all training randomness is also re-derived from ``(seed, step,
+sample)``), ``config`` (the resolved run config), plus any ``extra`` modules (the VAE discriminator).
+Rank 0 writes to a temporary name and renames (:func:`hyvideo.checkpoint.io.save_atomic`).
+
+:func:`export_dit` writes the inference layout ``sample_video.py --dit-weight`` loads: ``{"module": sd,
+"ema": sd}`` plus ``config.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.tensor import DTensor, distribute_tensor
+
+from hyvideo.checkpoint.io import save_atomic
+
+log = logging.getLogger(__name__)
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+_WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
+_CKPT_RE = re.compile(r"step_(\d{8})\.pt$")
+
+
+def clean_name(name: str) -> str:
+    """Parameter name without activation-checkpoint / compile wrapper prefixes (= the state-dict key)."""
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: ``ema <- decay * ema + (1 - decay) * param``.
+
+    Works on FSDP2 (DTensor) parameters shard by shard with no communication; :meth:`full_state_dict`
+    gathers (a collective: call on every rank).
+
+    Args:
+        model: the (possibly sharded) model.
+        decay: e.g. 0.9999; in (0, 1).
+
+    Raises:
+        ValueError: ``decay`` outside (0, 1).
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = {clean_name(n): p.detach().clone().float() for n, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for n, p in model.named_parameters():
+            self.shadow[clean_name(n)].lerp_(p.detach().float(), 1.0 - self.decay)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: (t.full_tensor() if isinstance(t, DTensor) else t).cpu().clone() for n, t in self.shadow.items()}
+
+    @torch.no_grad()
+    def load_full_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        missing = sorted(set(self.shadow) - set(sd))
+        if missing:
+            raise KeyError(f"EMA state lacks {len(missing)} parameters, e.g. {missing[:4]}")
+        for n, t in self.shadow.items():
+            full = sd[n].float()
+            if isinstance(t, DTensor):
+                self.shadow[n] = distribute_tensor(full, t.device_mesh, t.placements, src_data_rank=None)
+            else:
+                t.copy_(full)
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full state dict (collective under FSDP; rank 0 receives it, other ranks may get ``{}``)."""
+    return get_model_state_dict(model, options=_FULL)
+
+
+def load_model_state(model: nn.Module, sd: dict[str, torch.Tensor]) -> None:
+    """Load a full state dict into a (possibly FSDP2-sharded) model on every rank; strict."""
+    set_model_state_dict(model, sd, options=StateDictOptions(full_state_dict=True, strict=True))
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def checkpoint_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """Newest complete ``step_XXXXXXXX.pt`` under ``out_dir/checkpoints`` (temporary files are ignored)."""
+    files = sorted(p for p in checkpoint_dir(out_dir).glob("step_*.pt") if _CKPT_RE.search(p.name))
+    return files[-1] if files else None
+
+
+def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, optimizer, scheduler,
+                        ema: EMA | None, config: dict, extra: dict | None = None, is_main: bool = True) -> Path:
+    """Gather and write the full training state after ``step`` optimizer steps (collective; rank 0 writes).
+
+    Args:
+        out_dir: run folder; the file is ``out_dir/checkpoints/step_{step:08d}.pt``.
+        step: optimizer steps done; resuming starts at this step.
+        model, optimizer, scheduler, ema: the training objects.
+        config: resolved run config (plain dict).
+        extra: name -> ``(module, optimizer)`` pairs saved the same way (e.g. the discriminator).
+        is_main: whether this rank writes.
+
+    Returns:
+        The checkpoint path.
+    """
+    state = {"step": step, "config": config, "model": model_state(model),
+             "optimizer": _optimizer_state(model, optimizer),
+             "scheduler": scheduler.state_dict(), "sampler": {"step": step}, "rng": rng_state(),
+             "ema": ema.full_state_dict() if ema is not None else None, "extra": {}}
+    for name, (module, opt) in (extra or {}).items():
+        state["extra"][name] = {"model": model_state(module),
+                                "optimizer": _optimizer_state(module, opt)}
+    path = checkpoint_dir(out_dir) / f"step_{step:08d}.pt"
+    if is_main:
+        save_atomic(state, path)
+        log.info("saved checkpoint %s", path)
+    if dist.is_initialized():
+        dist.barrier()
+    return path
+
+
+def load_training_state(path: str | Path, *, model: nn.Module, optimizer, scheduler, ema: EMA | None,
+                        extra: dict | None = None) -> int:
+    """Restore everything :func:`save_training_state` wrote (every rank reads the file); returns the step.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        KeyError: the checkpoint lacks EMA weights although EMA is on, or an ``extra`` module.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    load_model_state(model, state["model"])
+    _load_optimizer(model, optimizer, state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None:
+        if state.get("ema") is None:
+            raise KeyError(f"{path} holds no EMA weights but optim.ema_decay > 0")
+        ema.load_full_state_dict(state["ema"])
+    for name, (module, opt) in (extra or {}).items():
+        if name not in state["extra"]:
+            raise KeyError(f"{path} holds no {name!r} state; it has {sorted(state['extra'])}")
+        load_model_state(module, state["extra"][name]["model"])
+        _load_optimizer(module, opt, state["extra"][name]["optimizer"])
+    set_rng_state(state["rng"])
+    return int(state["sampler"]["step"])
+
+
+def _optimizer_state(model: nn.Module, optimizer) -> dict:
+    """Full optimizer state; ``{"state": {}}`` for an optimizer that never stepped (``get_optimizer_state_dict``
+    would initialise it with a zero-gradient step, which changes Adam's step count)."""
+    if not optimizer.state:
+        return {"state": {}}
+    return get_optimizer_state_dict(model, optimizer, options=_FULL)
+
+
+def _load_optimizer(model: nn.Module, optimizer, osd: dict) -> None:
+    """Restore a full optimizer state; an optimizer that never stepped (e.g. the discriminator's before
+    ``disc_start``) stays fresh, because ``set_optimizer_state_dict`` would first initialise its state with a
+    zero-gradient step and so shift Adam's step count."""
+    if not osd.get("state"):
+        return
+    set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
+
+
+def read_weights(path: str | Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """Model weights of a previous stage: a training checkpoint (EMA if present and preferred, else model),
+    an exported ``{"module", "ema"}`` file, or a bare state dict / ``.safetensors``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    for k in ("ema", "model", "module") if prefer_ema else ("model", "module", "ema"):
+        if isinstance(state.get(k), dict) and state[k]:
+            return state[k]
+    return state
+
+
+def export_dit(out_dir: str | Path, model_sd: dict, ema_sd: dict | None, dit_config: dict) -> Path:
+    """Write ``out_dir/export/dit.pt`` (``{"module": ..., "ema": ...}``, the released layout) and
+    ``config.json`` beside it, for ``sample_video.py --dit-weight out_dir/export/dit.pt`` (``--load-key ema``
+    selects the EMA weights). Rank 0 only."""
+    folder = Path(out_dir) / "export"
+    folder.mkdir(parents=True, exist_ok=True)
+    obj = {"module": {k: v.contiguous() for k, v in model_sd.items()}}
+    if ema_sd is not None:
+        obj["ema"] = {k: v.to(model_sd[k].dtype) for k, v in ema_sd.items()}
+    path = save_atomic(obj, folder / "dit.pt")
+    tmp = folder / "config.json.tmp"
+    tmp.write_text(json.dumps({k: v for k, v in dit_config.items() if not k.startswith("_")}, indent=1))
+    tmp.replace(folder / "config.json")
+    return path

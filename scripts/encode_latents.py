@@ -1,0 +1,68 @@
+"""Pre-encode training clips to a latent cache (VAE latents + text states) for ``train_dit.py``.
+
+    python scripts/encode_latents.py --config configs/train/dit_stage3_joint_256p.yaml --out cache/joint_256p
+    # then: train_dit.py --config ... --set data.latent_cache=cache/joint_256p
+
+Uses the run config's data section (manifest, resolutions, num_frames, fps) and model section (VAE, text
+encoders). Each sample of the dataset (every bucket of every tier) becomes one entry; see
+``hyvideo/data/latent_cache.py`` for the layout. Unreadable clips are logged and skipped (count printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from hyvideo.data.latent_cache import write_entry, write_index  # noqa: E402
+from hyvideo.data.manifest import read_manifest  # noqa: E402
+from hyvideo.data.video_dataset import VideoClipDataset  # noqa: E402
+from hyvideo.training.builders import check_resolutions  # noqa: E402
+from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents  # noqa: E402
+from hyvideo.training.config import DiTTrainConfig, load_config, to_dict  # noqa: E402
+
+log = logging.getLogger("encode_latents")
+
+
+def main(argv=None) -> Path:
+    """Write the cache; returns its directory."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="DiT run config (YAML)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--out", required=True, help="cache directory to write")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_config(DiTTrainConfig, args.config, args.set)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = VideoClipDataset(read_manifest(cfg.data.manifest), tiers=check_resolutions(cfg.data.resolutions),
+                               num_frames=cfg.data.num_frames, fps=cfg.data.fps, seed=cfg.run.seed,
+                               use_images_from_videos=cfg.data.use_images_from_videos)
+    vae = build_frozen_vae(cfg.model, device, cfg.run.seed)
+    text = TextConditioner(cfg.model, device)
+    lines = []
+    for i in tqdm(range(len(dataset)), desc="encode"):
+        item = dataset[i]
+        latent = encode_latents(vae, item["pixels"][None].to(device))[0].cpu()
+        t = text([item["caption"]], item["bucket"][-1])
+        lines.append(write_entry(out, i, latent, {k: v[0].cpu() for k, v in t.items()}, bucket=item["bucket"],
+                                 caption=item["caption"]))
+    null = {kind: {k: v[0].cpu() for k, v in text([""], frames).items()}
+            for kind, frames in (("video", max(cfg.data.num_frames, 5)), ("image", 1))}
+    write_index(out, lines, null,
+                {"model": to_dict(cfg.model), "data": to_dict(cfg.data), "skipped": dict(dataset.skipped)})
+    log.info("wrote %d entries to %s (skipped: %s)", len(lines), out, dict(dataset.skipped))
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,226 @@
+"""Train the HunyuanVideo DiT with flow matching (paper section 3.1 objective, section 4 progressive recipe).
+
+One node:   torchrun --nproc_per_node 8 train_dit.py --config configs/train/dit_stage3_joint_256p.yaml
+Many nodes: torchrun --nnodes N --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 train_dit.py ...
+CPU test:   torchrun --nproc_per_node 2 train_dit.py --config configs/train/tiny.yaml
+
+config -> distributed init -> DiT (+ previous stage's weights) -> sequence parallel -> activation checkpointing
+-> FSDP2 -> optimizer / EMA -> resume -> loop (accumulate, clip, step, EMA, log, checkpoint, sample) -> export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from hyvideo.parallel.fsdp import parallelize
+from hyvideo.parallel.mesh import all_reduce_mean, destroy, init_distributed
+from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents
+from hyvideo.training.config import ConfigError, DiTTrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.monitor import Monitor
+from hyvideo.training.objectives import draw_flow, flow_matching_loss
+from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
+from hyvideo.training.state import (EMA, export_dit, latest_checkpoint, load_training_state, model_state,
+                                    read_weights, save_training_state)
+
+log = logging.getLogger("train_dit")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML run config (configs/train/*.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    return p.parse_args(argv)
+
+
+def validate(cfg: DiTTrainConfig) -> DiTTrainConfig:
+    """Checks that need no process group (clear errors before any work).
+
+    Raises:
+        ConfigError: unknown resolution tier, an engine that is not installed, missing data.
+    """
+    if not cfg.data.latent_cache:
+        check_resolutions(cfg.data.resolutions)
+    if not (cfg.data.manifest or cfg.data.latent_cache):
+        raise ConfigError("set data.manifest (clips) or data.latent_cache (scripts/encode_latents.py output)")
+    if cfg.parallel.engine == "deepspeed":
+        raise ConfigError("parallel.engine='deepspeed' is not supported by this build; use 'fsdp' "
+                          "(FSDP2 fully_shard = ZeRO-3 sharding of parameters, gradients and optimizer state)")
+    return cfg
+
+
+def build_dit(cfg: DiTTrainConfig):
+    """The DiT with the released from-scratch init (seeded: identical on every rank), or the previous stage's
+    weights (``run.init_from``: EMA weights when the checkpoint has them)."""
+    from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+    from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
+
+    dit_config = json.loads(Path(cfg.model.dit_config).read_text())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.run.seed)
+        dit = HYVideoDiffusionTransformer.from_config(dit_config)
+        dit.init_weights()
+    if cfg.run.init_from:
+        load_into(dit, {k: v.float() for k, v in read_weights(cfg.run.init_from).items()}, cfg.run.init_from)
+        log.info("initialised from %s", cfg.run.init_from)
+    return dit, {k: v for k, v in dit.config.items() if k != "attn_backend"}
+
+
+def make_batch(batch: dict, step: int, cfg: DiTTrainConfig, *, device, text_enc, vae, null_text) -> tuple:
+    """``(latents, draws, text)`` of one micro-batch: latents scaled ``[B, C_z, T_z, H_z, W_z]`` float32,
+    per-sample noise/sigma/text-dropout draws, and the text inputs with dropped captions replaced."""
+    slots = batch["slot"].tolist()
+    if "latent" in batch:  # latent cache
+        latents = batch["latent"].to(device) * cfg.model.latent_scale
+        draws = draw_flow(tuple(latents.shape), slots, step=step, seed=cfg.run.seed, cfg=cfg.flow)
+        text = {k: batch[k].clone() for k in ("text_states", "text_mask", "text_states_2")}
+        null = null_text["image" if batch["bucket"][-1] == 1 else "video"]
+        for i in torch.nonzero(draws.drop_text).flatten().tolist():
+            for k in text:
+                text[k][i] = null[k]
+        text = {k: v.to(device).float() if v.is_floating_point() else v.to(device) for k, v in text.items()}
+    else:
+        latents = encode_latents(vae, batch["pixels"].to(device)) * cfg.model.latent_scale
+        draws = draw_flow(tuple(latents.shape), slots, step=step, seed=cfg.run.seed, cfg=cfg.flow)
+        text = text_enc(batch["caption"], batch["bucket"][-1], draws.drop_text)
+        text = {k: v.to(device) for k, v in text.items()}
+    return latents, draws, text
+
+
+@torch.no_grad()
+def sample_latent(model, text: dict, shape: tuple, cfg: DiTTrainConfig, guidance_embed: bool, seed: int = 0):
+    """Euler sampling (``flow.sample_steps``, ``flow.sample_shift``) of one latent ``shape`` from seeded noise."""
+    from hyvideo.diffusion.flow_matching import get_sigmas  # noqa: PLC0415
+    from hyvideo.diffusion.sampler import euler_sample  # noqa: PLC0415
+
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(text["text_states"].device)
+    guidance = torch.full((shape[0],), cfg.flow.guidance_scale * 1000.0, device=noise.device) \
+        if guidance_embed else None
+
+    def model_fn(x, t):
+        return model(x, t, text["text_states"], text["text_mask"], text["text_states_2"], guidance)
+
+    return euler_sample(model_fn, noise, get_sigmas(cfg.flow.sample_steps, cfg.flow.sample_shift), progress=False)
+
+
+def main(argv=None) -> dict:
+    """Run training; returns ``{"losses": {step: loss}, "out_dir": str, "last_step": int}`` (rank-local)."""
+    args = parse_args(argv)
+    cfg = validate(load_config(DiTTrainConfig, args.config, args.set))
+    env = init_distributed(cfg.parallel.sp_degree, cfg.parallel.backend)
+    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
+                        format=f"[rank{env.rank}] %(levelname)s %(name)s: %(message)s", force=True)
+    if env.is_main:
+        log.info("resolved config:\n%s", dump_yaml(cfg))
+    device, out_dir = env.device, Path(cfg.run.out_dir)
+
+    # 1. Model, sequence parallel, activation checkpointing, FSDP2, optimizer, EMA
+    dit, dit_config = build_dit(cfg)
+    num_params = sum(p.numel() for p in dit.parameters())
+    guidance_embed = dit.guidance_embed
+    dit.to(device).train()
+    if cfg.parallel.sp_degree > 1:
+        from hyvideo.parallel.sequence_parallel import enable_sequence_parallel  # noqa: PLC0415
+
+        enable_sequence_parallel(dit, env.sp_group)
+    model = parallelize(dit, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
+                        activation_checkpointing=cfg.parallel.activation_checkpointing, compile=cfg.parallel.compile)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim)
+    ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+
+    # 2. Resume (exact: model, EMA, optimizer, scheduler, sampler position, RNG)
+    start_step, resume_from = 0, None
+    if cfg.run.resume == "auto":
+        resume_from = latest_checkpoint(out_dir)
+    elif cfg.run.resume != "never":
+        resume_from = Path(cfg.run.resume)
+    if resume_from is not None:
+        start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
+        log.info("resumed from %s at step %d", resume_from, start_step)
+
+    # 3. Data and frozen conditioning models
+    dataset, _, loader = build_loader(cfg.data, resolutions=cfg.data.resolutions, num_frames=cfg.data.num_frames,
+                                      dp_world=env.dp_world, dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
+                                      seed=cfg.run.seed, start_step=start_step, max_steps=cfg.run.max_steps)
+    cached = bool(cfg.data.latent_cache)
+    text_enc = None if cached else TextConditioner(cfg.model, device)
+    vae = build_frozen_vae(cfg.model, device, cfg.run.seed) if (not cached or cfg.run.sample_every) else None
+    null_text = dataset.null_text if cached else None
+    sp_check = None
+    if cfg.parallel.sp_degree > 1:
+        from hyvideo.parallel.sequence_parallel import check_sp_degree as sp_check  # noqa: PLC0415
+    autocast = torch.autocast(device.type, torch.bfloat16) \
+        if cfg.parallel.precision == "bf16" and cfg.parallel.engine == "none" else nullcontext()
+
+    # 4. Loop
+    monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
+                      use_tqdm=cfg.run.tqdm, flops_per_token=6.0 * num_params, world=env.world)
+    losses: dict[int, float] = {}
+    it = iter(loader)
+    step = start_step
+    while step < cfg.run.max_steps:
+        loss_sum, samples, tokens = torch.zeros(()), 0, 0
+        for _ in range(cfg.optim.grad_accum):
+            batch = next(it)
+            latents, draws, text = make_batch(batch, step, cfg, device=device, text_enc=text_enc, vae=vae,
+                                              null_text=null_text)
+            if sp_check is not None:
+                sp_check(dit_config, tuple(latents.shape), cfg.parallel.sp_degree)
+            guidance = torch.full((latents.shape[0],), cfg.flow.guidance_scale * 1000.0, device=device) \
+                if guidance_embed else None
+            with autocast:
+                loss = flow_matching_loss(model, latents, draws, text, guidance) / cfg.optim.grad_accum
+            loss.backward()
+            loss_sum += loss.detach().cpu()
+            samples += latents.shape[0] * env.dp_world
+            tokens += latents.shape[0] * env.dp_world * math.prod(latents.shape[2:]) // 4
+        grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        losses[step] = float(all_reduce_mean(loss_sum))
+        monitor.step(step, {"loss": losses[step], "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
+                     log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
+        if cfg.run.sample_every and step % cfg.run.sample_every == 0:
+            shape = (1, *latents.shape[1:])
+            z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)
+            video = vae.decode(z / cfg.model.latent_scale).sample[0].float() / 2 + 0.5
+            monitor.video(step, "sample", video.clamp(0, 1).cpu())
+        stopping = cfg.run.stop_after and step >= cfg.run.stop_after
+        if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
+            save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                                config=to_dict(cfg), is_main=env.is_main)
+        if stopping:
+            log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
+            break
+
+    # 5. Export the inference layout (sample_video.py --dit-weight out_dir/export/dit.pt)
+    if step >= cfg.run.max_steps:
+        sd = model_state(model)
+        ema_sd = ema.full_state_dict() if ema is not None else None
+        if env.is_main:
+            path = export_dit(out_dir, sd, ema_sd, dit_config)
+            log.info("exported %s (sample_video.py --dit-weight %s)", path, path)
+    monitor.close()
+    if getattr(dataset, "skipped", None):
+        log.warning("data: skipped %s", dict(dataset.skipped))
+    destroy()
+    return {"losses": losses, "out_dir": str(out_dir), "last_step": step}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

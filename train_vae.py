@@ -1,0 +1,215 @@
+"""Train the causal 3D VAE: L1 + 0.1 LPIPS + 0.05 adversarial (3D PatchGAN, on after ``loss.disc_start``)
++ 1e-6 KL, video:image batches mixed 4:1, low-to-high resolution curriculum (paper section 3.1, VAE training).
+
+One node:   torchrun --nproc_per_node 8 train_vae.py --config configs/train/vae.yaml
+CPU test:   torchrun --nproc_per_node 2 train_vae.py --config configs/train/tiny_vae.yaml --set data.manifest=M
+
+config -> distributed init -> VAE + discriminator + frozen LPIPS -> activation checkpointing -> FSDP2 -> optimizers
+-> resume -> loop over curriculum stages (G step, then D step once the discriminator is on) -> export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from hyvideo.parallel.fsdp import apply_fsdp, parallelize
+from hyvideo.parallel.mesh import all_reduce_mean, destroy, init_distributed
+from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.monitor import Monitor
+from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
+from hyvideo.training.state import (EMA, latest_checkpoint, load_training_state, model_state, read_weights,
+                                    save_training_state)
+from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr
+from hyvideo.vae.discriminator import PatchDiscriminator3D
+from hyvideo.vae.distribution import DiagonalGaussianDistribution
+from hyvideo.vae.losses import VAELossWeights, discriminator_loss, vae_generator_loss
+
+log = logging.getLogger("train_vae")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML run config (configs/train/*.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4")
+    return p.parse_args(argv)
+
+
+def stages(cfg: VAETrainConfig) -> list[tuple[int, tuple[str, ...], int]]:
+    """Curriculum as ``(start_step, resolutions, num_frames)`` sorted by start (``data.*`` when empty).
+
+    Raises:
+        ConfigError: a stage resolution without buckets, frames not 1 + 4k, or no stage starting at step 0.
+    """
+    if not cfg.curriculum:
+        return [(0, check_resolutions(cfg.data.resolutions), cfg.data.num_frames)]
+    out = []
+    for i, st in enumerate(sorted(cfg.curriculum, key=lambda s: s.start_step)):
+        if st.num_frames < 1 or (st.num_frames - 1) % 4:
+            raise ConfigError(f"curriculum[{i}].num_frames must be 1 + 4k, got {st.num_frames}")
+        out.append((st.start_step, check_resolutions(st.resolutions, f"curriculum[{i}].resolutions"), st.num_frames))
+    if out[0][0] != 0:
+        raise ConfigError(f"the first curriculum stage must start at step 0, got {out[0][0]}")
+    return out
+
+
+def build_models(cfg: VAETrainConfig):
+    """Seeded VAE (or ``model.init_weights``), discriminator and frozen LPIPS (identical on every rank)."""
+    from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
+    from hyvideo.vae.lpips import LPIPS  # noqa: PLC0415
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.run.seed)
+        vae = AutoencoderKLCausal3D.from_config(cfg.model.vae_config)
+        disc = PatchDiscriminator3D(channels=cfg.loss.disc_channels, num_layers=cfg.loss.disc_layers)
+    if cfg.model.init_weights:
+        sd = read_weights(cfg.model.init_weights)
+        sd = {k.removeprefix("vae."): v for k, v in sd.items()}
+        load_into(vae, sd, cfg.model.init_weights)
+    lpips = LPIPS(cfg.loss.lpips_vgg or None, cfg.loss.lpips_lin or None) if cfg.loss.lpips_weight > 0 else None
+    return VAEReconstructor(vae), disc, lpips
+
+
+def main(argv=None) -> dict:
+    """Run VAE training; returns ``{"losses": {step: loss}, "psnr": {step: dB}, "last_step": int}``."""
+    args = parse_args(argv)
+    cfg = load_config(VAETrainConfig, args.config, args.set)
+    plan = stages(cfg)
+    if not cfg.data.manifest:
+        raise ConfigError("data.manifest must be set (JSONL/Parquet of clips, hyvideo/data/manifest.py)")
+    if cfg.parallel.engine == "deepspeed":
+        raise ConfigError("parallel.engine='deepspeed' is not supported by this build; use 'fsdp'")
+    if cfg.parallel.sp_degree != 1:
+        raise ConfigError("parallel.sp_degree applies to the DiT only; set it to 1 for VAE training")
+    env = init_distributed(1, cfg.parallel.backend)
+    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
+                        format=f"[rank{env.rank}] %(levelname)s %(name)s: %(message)s", force=True)
+    if env.is_main:
+        log.info("resolved config:\n%s", dump_yaml(cfg))
+    device, out_dir = env.device, Path(cfg.run.out_dir)
+    weights = VAELossWeights(l1=cfg.loss.l1_weight, lpips=cfg.loss.lpips_weight, adv=cfg.loss.adv_weight,
+                             kl=cfg.loss.kl_weight)
+
+    # 1. Models, activation checkpointing, FSDP2, optimizers, EMA
+    model, disc, lpips = build_models(cfg)
+    vae_config = dict(model.vae.config)
+    model.to(device).train()
+    disc.to(device).train()
+    lpips = lpips.to(device) if lpips is not None else None
+    model = parallelize(model, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
+                        activation_checkpointing=cfg.parallel.activation_checkpointing)
+    if cfg.parallel.engine == "fsdp":
+        disc = apply_fsdp(disc, env.mesh, cfg.parallel.precision)
+    optimizer, disc_opt = build_optimizer(model.parameters(), cfg.optim), build_optimizer(
+        disc.parameters(), cfg.optim, lr=cfg.loss.disc_lr)
+    scheduler = build_scheduler(optimizer, cfg.optim)
+    ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    extra = {"discriminator": (disc, disc_opt)}
+
+    # 2. Resume
+    start_step, resume_from = 0, None
+    if cfg.run.resume == "auto":
+        resume_from = latest_checkpoint(out_dir)
+    elif cfg.run.resume != "never":
+        resume_from = Path(cfg.run.resume)
+    if resume_from is not None:
+        start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
+                                         ema=ema, extra=extra)
+        log.info("resumed from %s at step %d", resume_from, start_step)
+
+    # 3. Loop over curriculum stages (a new loader each time the stage changes)
+    monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
+                      use_tqdm=cfg.run.tqdm, world=env.world)
+    losses, psnrs = {}, {}
+    step, stage_idx, it, dataset = start_step, None, None, None
+    while step < cfg.run.max_steps:
+        idx = max(i for i, s in enumerate(plan) if s[0] <= step)
+        if idx != stage_idx:
+            stage_idx, (_, tiers, frames) = idx, plan[idx]
+            end = plan[idx + 1][0] if idx + 1 < len(plan) else cfg.run.max_steps
+            dataset, _, loader = build_loader(cfg.data, resolutions=tiers, num_frames=frames, dp_world=env.dp_world,
+                                              dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
+                                              seed=cfg.run.seed, start_step=step, max_steps=min(end, cfg.run.max_steps))
+            it = iter(loader)
+            log.info("curriculum stage %d from step %d: resolutions %s, %d frames", idx, step, tiers, frames)
+        use_adv = step >= cfg.loss.disc_start
+        sums = {k: torch.zeros(()) for k in ("loss", "l1", "lpips", "kl", "adv", "loss_d", "psnr")}
+        samples = tokens = 0
+        pairs = []  # (real, detached fake) per micro-batch, for the D step after all G micro-steps
+        for _ in range(cfg.optim.grad_accum):
+            batch = next(it)
+            x = batch["pixels"].to(device)
+            eps = posterior_noise(latent_shape_of(vae_config, tuple(x.shape)), batch["slot"].tolist(), step=step,
+                                  seed=cfg.run.seed).to(device)
+            recon, moments = model(x, eps)
+            recon = recon.float()
+            posterior = DiagonalGaussianDistribution(moments.float())
+            loss, terms = vae_generator_loss(x, recon, posterior, weights=weights, lpips=lpips, disc=disc,
+                                             use_adv=use_adv)
+            (loss / cfg.optim.grad_accum).backward()
+            pairs.append((x, recon.detach()))
+            sums["loss"] += loss.detach().cpu() / cfg.optim.grad_accum
+            for k, v in terms.items():
+                sums[k] += v.float().cpu() / cfg.optim.grad_accum
+            sums["psnr"] += psnr(recon.detach(), x) / cfg.optim.grad_accum
+            samples += x.shape[0] * env.dp_world
+            tokens += x.shape[0] * env.dp_world * x.shape[2] * x.shape[3] * x.shape[4]
+        disc_opt.zero_grad(set_to_none=True)  # drop the discriminator gradients of the G loss
+        if use_adv:
+            for x, fake in pairs:
+                loss_d = discriminator_loss(disc, x, fake) / cfg.optim.grad_accum
+                loss_d.backward()
+                sums["loss_d"] += loss_d.detach().cpu()
+        grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        if use_adv:
+            clip_grad_norm(disc, cfg.optim.grad_clip)
+            disc_opt.step()
+        disc_opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        scalars = {k: float(all_reduce_mean(v)) for k, v in sums.items()}
+        losses[step], psnrs[step] = scalars["loss"], scalars["psnr"]
+        monitor.step(step, {**scalars, "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
+                     log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
+        if cfg.run.sample_every and step % cfg.run.sample_every == 0:
+            monitor.video(step, "recon", torch.cat([x[0], recon[0].detach()], dim=-1).float().cpu() / 2 + 0.5)
+        stopping = cfg.run.stop_after and step >= cfg.run.stop_after
+        if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
+            save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                                config=to_dict(cfg), extra=extra, is_main=env.is_main)
+        if stopping:
+            log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
+            break
+
+    # 4. Export the released VAE layout (vae/config.json + pytorch_model.pt; loads with hyvideo.checkpoint.io.load_vae)
+    if step >= cfg.run.max_steps:
+        sd = ema.full_state_dict() if ema is not None else model_state(model)
+        if env.is_main:
+            from hyvideo.checkpoint.io import save_atomic  # noqa: PLC0415
+
+            folder = out_dir / "export" / "vae"
+            save_atomic({"state_dict": {k.removeprefix("vae."): v for k, v in sd.items()}},
+                        folder / "pytorch_model.pt")
+            (folder / "config.json").write_text(json.dumps(vae_config, indent=1))
+            log.info("exported %s", folder)
+    monitor.close()
+    if dataset is not None and dataset.skipped:
+        log.warning("data: skipped %s", dict(dataset.skipped))
+    destroy()
+    return {"losses": losses, "psnr": psnrs, "last_step": step, "out_dir": str(out_dir)}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
