@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyvideo.vae.causal_conv import upsample_conv_polyphase
+
 DEFAULT_CHUNK_FRAMES = 4
 
 
@@ -148,7 +150,14 @@ def resnet_lean(block: nn.Module, x: torch.Tensor, chunk: int = DEFAULT_CHUNK_FR
 
 @torch.no_grad()
 def upsample_lean(up: nn.Module, x: torch.Tensor, chunk: int = DEFAULT_CHUNK_FRAMES) -> torch.Tensor:
-    """:class:`hyvideo.vae.causal_conv.UpsampleCausal3D` forward without the full-size upsampled tensor."""
+    """:class:`hyvideo.vae.causal_conv.UpsampleCausal3D` forward without the full-size upsampled tensor.
+
+    Factors in {1, 2} (the released model) run as the polyphase form
+    (:func:`hyvideo.vae.causal_conv.upsample_conv_polyphase`: no upsampled tensor, 2.25-3.4x fewer FLOPs);
+    other factors run the chunked upsample -> causal conv.
+    """
+    if set(up.scale_factor) <= {1, 2} and up.conv.pad_mode == "replicate":
+        return upsample_conv_polyphase(x, up.conv.conv, up.scale_factor)
     ft = up.scale_factor[0]
     t_out = 1 + ft * (x.shape[2] - 1)
     return causal_conv_chunked(up.conv, lambda a, b: upsampled_frames(x, a, b, up.scale_factor), t_out, chunk)

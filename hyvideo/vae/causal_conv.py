@@ -107,7 +107,13 @@ class UpsampleCausal3D(nn.Module):
         self.conv = CausalConv3d(channels, channels, kernel_size=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T, H, W]`` -> ``[B, C, 1 + f_t (T - 1), f_h H, f_w W]``."""
+        """``[B, C, T, H, W]`` -> ``[B, C, 1 + f_t (T - 1), f_h H, f_w W]``.
+
+        Factors in {1, 2} with the k3 replicate-padded conv run as :func:`upsample_conv_polyphase` (the same
+        linear map without building the upsampled tensor, 2.25-3.4x fewer FLOPs); other factors upsample first.
+        """
+        if set(self.scale_factor) <= {1, 2} and self.conv.pad_mode == "replicate":
+            return upsample_conv_polyphase(x, self.conv.conv, self.scale_factor)
         dtype = x.dtype
         if dtype == torch.bfloat16:
             x = x.float()
@@ -119,3 +125,90 @@ class UpsampleCausal3D(nn.Module):
         else:
             x = first
         return self.conv(x.to(dtype))
+
+
+def _fold_matrix(factor: int) -> torch.Tensor:
+    """``[f, taps, 3]`` map from a 3-tap kernel axis to the taps each phase of a nearest x``factor`` upsampling sees.
+
+    Factor 1: the identity (3 taps). Factor 2: phase 0 (output ``2i``) reads upsampled ``2i-1, 2i, 2i+1`` =
+    input ``i-1, i, i``, taps ``(w0, w1 + w2)``; phase 1 (output ``2i+1``) reads input ``i, i, i+1``, taps
+    ``(w0 + w1, w2)``.
+    """
+    if factor == 1:
+        return torch.eye(3)[None]
+    return torch.tensor([[[1.0, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])
+
+
+def _folded_kernel(conv: nn.Conv3d, factor: tuple[int, int, int], dtype: torch.dtype):
+    """Per-phase kernels ``[P C_out, C_in, k_t, k_h, k_w]`` and bias ``[P C_out]``, P = f_t f_h f_w.
+
+    Folded in float32 and cast once. Without autograd the result is cached on ``conv`` keyed by the weight's
+    storage, version, dtype and the factor, so a decode loop folds each upsampler once.
+    """
+    w = conv.weight
+    key = (w.data_ptr(), w._version, w.dtype, w.device, dtype, tuple(factor))
+    cache = getattr(conv, "_polyphase_cache", None)
+    if cache is not None and cache[0] == key and not torch.is_grad_enabled():
+        return cache[1], cache[2]
+    mt, mh, mw = (_fold_matrix(f).to(w.device) for f in factor)
+    k = torch.einsum("atk,bul,cvm,oiklm->abcoituv", mt, mh, mw, w.float())
+    p = k.shape[0] * k.shape[1] * k.shape[2]
+    k = k.reshape(p * w.shape[0], *k.shape[4:]).to(dtype)
+    bias = conv.bias.repeat(p).to(dtype) if conv.bias is not None else None
+    if not torch.is_grad_enabled():
+        conv._polyphase_cache = (key, k, bias)
+    return k, bias
+
+
+def upsample_conv_polyphase(x: torch.Tensor, conv: nn.Conv3d, factor: tuple[int, int, int]) -> torch.Tensor:
+    """``CausalConv3d(k3, replicate)`` applied to the causal nearest upsampling of x, without upsampling x.
+
+    Equals :class:`UpsampleCausal3D` (frame 0 spatial only, frames ``1..T-1`` repeated ``f_t`` times, then
+    the causal conv) up to float summation order. Nearest upsampling by 2 repeats each input sample, so each
+    output phase (even/odd index per upsampled axis) is a 2-tap conv of the (replicate-padded) input with
+    folded weights (:func:`_fold_matrix`); replicate padding commutes with nearest upsampling. For the causal
+    time axis, padding x by 1 frame in front gives: even output frame ``2m`` = taps ``(w0, w1 + w2)`` on input
+    frames ``m-1, m`` and odd frame ``2m+1`` = ``(w0 + w1, w2)`` on ``m, m+1``; which also reproduces frame 0
+    = ``(w0 + w1 + w2) x_0``. Per output voxel the conv costs ``prod(taps)`` (8 for (2, 2, 2) instead of 27).
+    This is the sub-pixel ("polyphase") form of resize-convolution (Shi et al. 2016, ESPCN, sec. 2.2).
+
+    Args:
+        x: ``[B, C_in, T, H, W]``, any float dtype (computed in x's dtype; folded weights are summed in
+            float32 and cast once).
+        conv: the inner ``nn.Conv3d`` (kernel (3, 3, 3), stride 1, padding 0).
+        factor: (f_t, f_h, f_w), each 1 or 2.
+
+    Returns:
+        ``[B, C_out, 1 + f_t (T - 1), f_h H, f_w W]``, contiguous.
+
+    Raises:
+        ValueError: a factor not in {1, 2}, or a conv that is not k3 / stride 1.
+    """
+    if not set(factor) <= {1, 2}:
+        raise ValueError(f"upsample_conv_polyphase supports factors 1 or 2 per axis, got {factor}")
+    if conv.kernel_size != (3, 3, 3) or conv.stride != (1, 1, 1):
+        raise ValueError(f"needs a k3 stride-1 conv, got kernel {conv.kernel_size} stride {conv.stride}")
+    ft, fh, fw = factor
+    b, _, t, h, w = x.shape
+    c_out = conv.out_channels
+    xp = F.pad(x, (1, 1, 1, 1, 1 if ft == 2 else 2, 0), mode="replicate")
+    # One conv for all phases (one large GEMM is faster than 8 small ones): a 2-tap axis of phase p reads
+    # padded samples (i + p, i + p + 1), i.e. output i + p of the shared 2-tap conv.
+    kernel, bias = _folded_kernel(conv, factor, x.dtype)
+    y = F.conv3d(xp, kernel, bias)
+    # Interleave with one strided copy per time phase: phase (pt, ph, pw) is block i = (pt fh + ph) fw + pw of
+    # y, read from frame/row/column offset (pt, ph, pw), so the (h, fh, w, fw) layout is a plain strided view.
+    s_b, s_p, s_t, s_h, s_w = y.stride(0), c_out * y.stride(1), y.stride(2), y.stride(3), y.stride(4)
+    t_out = 1 + ft * (t - 1)
+    out = x.new_empty(b, c_out, t_out, fh * h, fw * w)
+    for pt in range(ft):
+        n_t = t if pt == 0 else t - 1
+        if n_t == 0:
+            continue  # a single frame has no odd output frame
+        src = y.as_strided(
+            (b, c_out, n_t, h, fh, w, fw),
+            (s_b, y.stride(1), s_t, s_h, fw * s_p + s_h, s_w, s_p + s_w),
+            y.storage_offset() + pt * fh * fw * s_p + pt * s_t,
+        )
+        out[:, :, pt::ft].view(b, c_out, n_t, h, fh, w, fw).copy_(src)
+    return out

@@ -123,3 +123,25 @@ def test_every_shipped_run_config_loads():
         check_resolutions(cfg.data.resolutions)
         for stage in getattr(cfg, "curriculum", ()):
             check_resolutions(stage.resolutions)
+
+
+def test_lr_schedule_warmup_then_constant_or_cosine():
+    from hyvideo.training.config import OptimConfig
+    from hyvideo.training.optim import build_optimizer, build_scheduler
+
+    def lrs(cfg, steps):
+        opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+        sched, out = build_scheduler(opt, cfg), []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    const = lrs(OptimConfig(lr=1e-3, warmup_steps=10), 30)
+    assert const[0] == pytest.approx(1e-6) and const[10] == const[29] == pytest.approx(1e-3)
+    cos = lrs(OptimConfig(lr=1e-3, warmup_steps=10, decay_steps=110, min_lr=1e-5), 130)
+    assert cos[10] == pytest.approx(1e-3) and cos[60] == pytest.approx(5.05e-4, rel=1e-3)
+    assert cos[110] == cos[129] == pytest.approx(1e-5)
+    with pytest.raises(ConfigError, match="decay_steps"):
+        OptimConfig(lr=1e-3, warmup_steps=10, decay_steps=5)

@@ -1,0 +1,85 @@
+"""The VAE's fast inference paths equal the plain math (polyphase upsample-conv, no-grad decode, bf16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
+from hyvideo.vae.causal_conv import UpsampleCausal3D, upsample_conv_polyphase
+
+TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "vae_tiny.json"
+
+
+def _upsample_then_conv(up: UpsampleCausal3D, x: torch.Tensor) -> torch.Tensor:
+    """The released form: nearest-upsample (frame 0 spatially only), then the replicate-padded causal conv."""
+    f = up.scale_factor
+    first = F.interpolate(x[:, :, :1].squeeze(2), scale_factor=f[1:], mode="nearest").unsqueeze(2)
+    if x.shape[2] > 1:
+        first = torch.cat((first, F.interpolate(x[:, :, 1:], scale_factor=f, mode="nearest")), dim=2)
+    return up.conv(first)
+
+
+@pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 2), (2, 1, 1), (1, 1, 2)])
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_polyphase_upsample_equals_upsample_then_conv(factor, frames):
+    torch.manual_seed(0)
+    up = UpsampleCausal3D(6, factor)
+    x = torch.randn(2, 6, frames, 5, 7)
+    ref = _upsample_then_conv(up, x)
+    out = up(x)
+    assert out.shape == ref.shape == (2, 6, 1 + factor[0] * (frames - 1), 5 * factor[1], 7 * factor[2])
+    assert out.is_contiguous()
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_polyphase_gradients_match():
+    torch.manual_seed(0)
+    up = UpsampleCausal3D(4, (2, 2, 2))
+    x = torch.randn(1, 4, 3, 4, 4, requires_grad=True)
+    g = torch.randn(1, 4, 5, 8, 8)
+    (up(x) * g).sum().backward()
+    got = (x.grad.clone(), up.conv.conv.weight.grad.clone())
+    x.grad, up.conv.conv.weight.grad = None, None
+    (_upsample_then_conv(up, x) * g).sum().backward()
+    assert torch.allclose(got[0], x.grad, atol=1e-4) and torch.allclose(got[1], up.conv.conv.weight.grad, atol=1e-4)
+
+
+def test_folded_kernel_cache_follows_weight_updates():
+    torch.manual_seed(0)
+    up = UpsampleCausal3D(4, (2, 2, 2)).eval()
+    x = torch.randn(1, 4, 3, 4, 4)
+    with torch.no_grad():
+        first = up(x)
+        up.conv.conv.weight.mul_(2.0)  # in-place update bumps the version: the cached fold must be redone
+        second = up(x)
+        ref = _upsample_then_conv(up, x)
+    assert not torch.allclose(first, second)
+    assert (second - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_polyphase_rejects_unsupported_factor():
+    conv = torch.nn.Conv3d(2, 2, 3)
+    with pytest.raises(ValueError, match="factors 1 or 2"):
+        upsample_conv_polyphase(torch.randn(1, 2, 2, 3, 3), conv, (3, 2, 2))
+
+
+def test_decode_nograd_equals_grad_and_bf16_runs():
+    torch.manual_seed(0)
+    vae = AutoencoderKLCausal3D.from_config(TINY_CONFIG).eval()
+    z = torch.randn(1, 16, 3, 4, 4)
+    with torch.no_grad():
+        fast = vae.decode(z).sample
+    plain = vae.decode(z).sample.detach()  # grad enabled: the plain module walk
+    assert fast.shape == plain.shape == (1, 3, 9, 32, 32)
+    assert (fast - plain).abs().max() <= 1e-4
+    vae_bf16 = vae.to(torch.bfloat16)
+    with torch.no_grad():
+        out = vae_bf16.decode(z.bfloat16()).sample
+        enc = vae_bf16.encode(out).latent_dist.mean
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert ((out.float() - plain).abs().max() / plain.abs().max()) < 5e-2
+    assert enc.shape == (1, 16, 3, 4, 4) and enc.dtype == torch.bfloat16
