@@ -28,7 +28,7 @@ from hyvideo.training.config import ConfigError, DiTTrainConfig, dump_yaml, load
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.objectives import draw_flow, flow_matching_loss
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
-from hyvideo.training.state import (EMA, export_dit, latest_checkpoint, load_training_state, model_state,
+from hyvideo.training.state import (EMA, export_dit, load_training_state, resume_checkpoint, model_state,
                                     read_weights, save_training_state)
 
 log = logging.getLogger("train_dit")
@@ -139,11 +139,7 @@ def main(argv=None) -> dict:
     ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
 
     # 2. Resume (exact: model, EMA, optimizer, scheduler, sampler position, RNG)
-    start_step, resume_from = 0, None
-    if cfg.run.resume == "auto":
-        resume_from = latest_checkpoint(out_dir)
-    elif cfg.run.resume != "never":
-        resume_from = Path(cfg.run.resume)
+    start_step, resume_from = 0, resume_checkpoint(cfg.run.resume, out_dir)
     if resume_from is not None:
         start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
         log.info("resumed from %s at step %d", resume_from, start_step)

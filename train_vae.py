@@ -24,7 +24,7 @@ from hyvideo.training.builders import build_loader, check_resolutions
 from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
-from hyvideo.training.state import (EMA, latest_checkpoint, load_training_state, model_state, read_weights,
+from hyvideo.training.state import (EMA, load_training_state, resume_checkpoint, model_state, read_weights,
                                     save_training_state)
 from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr
 from hyvideo.vae.discriminator import PatchDiscriminator3D
@@ -114,11 +114,7 @@ def main(argv=None) -> dict:
     extra = {"discriminator": (disc, disc_opt)}
 
     # 2. Resume
-    start_step, resume_from = 0, None
-    if cfg.run.resume == "auto":
-        resume_from = latest_checkpoint(out_dir)
-    elif cfg.run.resume != "never":
-        resume_from = Path(cfg.run.resume)
+    start_step, resume_from = 0, resume_checkpoint(cfg.run.resume, out_dir)
     if resume_from is not None:
         start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
                                          ema=ema, extra=extra)

@@ -118,6 +118,14 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return files[-1] if files else None
 
 
+def resume_checkpoint(resume: str, out_dir: str | Path) -> Path | None:
+    """The checkpoint a run resumes from: ``run.resume`` is ``"auto"`` (newest under ``out_dir``, None when there
+    is none), ``"never"`` (None) or a checkpoint path."""
+    if resume == "auto":
+        return latest_checkpoint(out_dir)
+    return None if resume == "never" else Path(resume)
+
+
 def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, optimizer, scheduler,
                         ema: EMA | None, config: dict, extra: dict | None = None, is_main: bool = True) -> Path:
     """Gather and write the full training state after ``step`` optimizer steps (collective; rank 0 writes).
