@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--latent", type=int, nargs=5, default=[1, 16, 5, 32, 32], metavar=("B", "C", "T", "H", "W"))
     ap.add_argument("--tiling", action="store_true", help="released tiling on both (default: as each ships)")
     ap.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time hyvideo.ops.lean_conv.decoder_forward_lean (untiled sizes)")
+                    help="also time decode with enable_lean_decode(True) (hyvideo.ops.lean_conv, per tile if tiled)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=1, help="timed runs after the warm-up (slow on CPU)")
     args = ap.parse_args()
@@ -65,21 +65,21 @@ def main() -> None:
         ref.use_framewise_decoding = False
     z = torch.randn(args.latent, generator=torch.Generator().manual_seed(0)).to(device, dtype)
 
-    def run_ours():
+    def run_ours():  # plain module walk
+        ours.enable_lean_decode(False)
         return ours.decode(z).sample
 
     def run_ref():
         return ref.decode(z, return_dict=False)[0]
 
-    def run_lean():  # hyvideo.ops.lean_conv: chunked in-place decoder walk (same modules and weights)
-        from hyvideo.ops.lean_conv import decoder_forward_lean  # noqa: PLC0415
-
-        return decoder_forward_lean(ours.decoder, ours.post_quant_conv(z))
+    def run_lean():  # hyvideo.ops.lean_conv: frame-chunked decoder walk (same modules and weights)
+        ours.enable_lean_decode(True)
+        return ours.decode(z).sample
 
     peak = matmul_peak(device, dtype)
     fns = {"hyvideo": run_ours, "diffusers": run_ref}
-    if args.lean and not (args.tiling and max(args.latent[-2:]) > ours.tile_latent_min_size):
-        fns["hyvideo lean decoder"] = run_lean
+    if args.lean:
+        fns["hyvideo lean decode"] = run_lean
     res = measure(fns, device, max(args.warmup, 1), args.repeats, count_flops_of="hyvideo")
     flops = res["hyvideo"].pop("flops")
     rows = [{"name": k, **r, "flops": flops, "err": rel_err(r["out"], res["diffusers"]["out"])}

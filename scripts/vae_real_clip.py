@@ -12,8 +12,12 @@ Usage::
     python scripts/vae_real_clip.py [--size 720x1280] [--frames 33] [--dtype bf16|fp32|fp16]
         [--modes tiled,untiled] [--weights ckpts/hunyuan-video-t2v-720p/vae/pytorch_model.pt] [--threads 2]
 
-On a 2-core CPU the released VAE runs at well under 0.1 TFLOP/s (conv3d), so a full 720p 33-frame pass takes
-hours; use ``--size`` / ``--frames`` to run a crop and report what you ran.
+On a quiet 2-core CPU with bf16 (AMX) the released VAE's conv3d runs at about 0.25-0.4 TFLOP/s, so the full
+720p 33-frame clip takes about an hour tiled (the 256 px tiles with 64 px overlap cover 1.65x the frame area);
+each tile is logged to stderr as it finishes. Untiled, the full clip needs far more memory than a 24 GiB machine
+has: before an untiled run the script estimates its peak from ``UNTILED_BYTES_PER_PIXEL_FRAME`` and skips it,
+with the estimate, when that exceeds ``--max-untiled-gib`` (default: 80 % of MemAvailable). Use ``--size`` to
+run a center crop where both modes fit.
 """
 
 from __future__ import annotations
@@ -39,6 +43,40 @@ from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: E402
 from vae_tiling_memory import PeakRSS  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+# Peak RSS of an untiled encode + decode with the released config, per input pixel-frame, in bf16: measured with
+# this script on a 256x448 crop of the first 33 frames (9167 MiB / (256 * 448 * 33)); a 128x320 crop gave 4383
+# (fixed costs weigh more there). fp32 needs about twice.
+UNTILED_BYTES_PER_PIXEL_FRAME = 2541
+
+
+def untiled_estimate_gib(frames: int, height: int, width: int, dtype: str) -> float:
+    """Estimated peak RSS (GiB) of an untiled released-VAE encode + decode of ``frames`` x ``height`` x ``width``."""
+    return UNTILED_BYTES_PER_PIXEL_FRAME * (2 if dtype == "fp32" else 1) * frames * height * width / 2**30
+
+
+def mem_available_gib() -> float:
+    """``MemAvailable`` from /proc/meminfo in GiB (inf where there is no /proc)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("inf")
+
+
+def log_tiles(module: torch.nn.Module, what: str) -> None:
+    """Print one stderr line per call of ``module`` (one call per tile when tiling) with the elapsed time."""
+    state = {"n": 0, "t0": time.perf_counter()}
+
+    def hook(_mod, _inp, out):
+        state["n"] += 1
+        elapsed = time.perf_counter() - state["t0"]
+        print(f"  {what} call {state['n']} done ({tuple(out.shape)}), {elapsed:.0f} s after model load",
+              file=sys.stderr, flush=True)
+
+    module.register_forward_hook(hook)
 
 
 def bundled_clip(name: str = "bigbuckbunny.mp4") -> Path:
@@ -71,6 +109,8 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict:
     else:
         vae = AutoencoderKLCausal3D.from_config(args.config).to(dtype).eval()
     vae.requires_grad_(False).enable_tiling(mode == "tiled")
+    log_tiles(vae.encoder, "encode")
+    log_tiles(vae.decoder, "decode")
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     x = load_pixels(Path(args.video), args.frames, size)
     with torch.no_grad(), PeakRSS() as mem:
@@ -99,6 +139,8 @@ def main() -> None:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--modes", default="tiled,untiled")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-untiled-gib", type=float, default=None,
+                   help="skip the untiled run when its estimated peak exceeds this (default: 0.8 x MemAvailable)")
     p.add_argument("--tmp", default=None, help=argparse.SUPPRESS)  # internal: where subprocesses save outputs
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run --modes in-process
     args = p.parse_args()
@@ -115,10 +157,20 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
+            if mode == "untiled":
+                h, w = (int(v) for v in args.size.split("x")) if args.size else (720, 1280)
+                need = untiled_estimate_gib(args.frames, h, w, args.dtype)
+                limit = args.max_untiled_gib if args.max_untiled_gib is not None else 0.8 * mem_available_gib()
+                if need > limit:
+                    print(f" untiled: skipped: an untiled encode + decode of {args.frames}x{h}x{w} needs about "
+                          f"{need:.0f} GiB ({UNTILED_BYTES_PER_PIXEL_FRAME} B per pixel-frame, measured on a crop), "
+                          f"more than the {limit:.0f} GiB allowed (--max-untiled-gib); this is what tiling is "
+                          f"for. Run untiled on a crop with --size.", flush=True)
+                    continue
             cmd = [sys.executable, __file__, *sys.argv[1:], "--modes", mode, "--one", "--tmp", tmp]
-            res = subprocess.run(cmd, capture_output=True, text=True)
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (tile progress) passes through
             if res.returncode != 0:
-                print(f"{mode}: failed (rc {res.returncode}): {res.stderr.strip()[-2000:]}", flush=True)
+                print(f"{mode}: failed (rc {res.returncode}), see the error above", flush=True)
                 continue
             r = json.loads(res.stdout.strip().splitlines()[-1])
             results[mode] = r

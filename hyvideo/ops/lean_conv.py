@@ -1,11 +1,14 @@
-"""Memory-lean inference ops for the causal 3D VAE decoder: GroupNorm -> activation -> causal conv in frame chunks.
+"""Memory-lean inference walk of the causal 3D VAE decoder: activations as lists of frame chunks.
 
 A causal conv with temporal kernel ``k_t`` (stride 1) needs input frames ``[s - k_t + 1, e)`` for output frames
-``[s, e)``, so the normalised/activated/padded/upsampled input never has to exist at full size: only the block
-input, the block output and one chunk of intermediates are alive at a time (diffusers keeps 4-5 full-size
-tensors: norm, activation, replicate-padded copy, conv output, residual). GroupNorm statistics are computed
-first, in float32, over the whole tensor (two chunked passes), so the result equals the unchunked module up to
-float rounding.
+``[s, e)``, so the normalised / activated / padded input never has to exist at full size, and an input that is
+not needed later can be freed chunk by chunk while the output is produced. Activations are therefore kept as a
+:class:`FrameChunks` (a list of ``[B, C, n, H, W]`` tensors over consecutive frames) instead of one tensor:
+a resnet with a channel-changing shortcut frees its input as its hidden and output grow, so the released
+decoder's largest stage (256 -> 128 channels at full resolution) holds about one full-size 256-channel
+activation instead of three (diffusers keeps 4-5: norm, activation, replicate-padded copy, conv output,
+residual). GroupNorm statistics are computed first, in float32 over the whole activation (one chunked pass),
+so the result equals the unchunked modules up to float rounding.
 
 Inference only (no autograd); the modules keep their parameters and state-dict keys.
 """
@@ -18,27 +21,86 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyvideo.vae.causal_conv import upsample_conv_polyphase
+from hyvideo.vae.causal_conv import _folded_kernel
 
-DEFAULT_CHUNK_FRAMES = 4
+DEFAULT_CHUNK_FRAMES = 2
 
 
-def group_norm_affine(x: torch.Tensor, norm: nn.GroupNorm, chunk: int = DEFAULT_CHUNK_FRAMES):
+class FrameChunks:
+    """An activation ``[B, C, T, H, W]`` stored as consecutive frame chunks that can be freed one by one.
+
+    Args:
+        chunks: tensors ``[B, C, n_i, H, W]`` with equal B, C, H, W; their frames in order make up the video.
+    """
+
+    def __init__(self, chunks: list[torch.Tensor]) -> None:
+        self.chunks: list[torch.Tensor | None] = list(chunks)
+        self.starts = [0]
+        for c in self.chunks:
+            self.starts.append(self.starts[-1] + c.shape[2])
+        first = self.chunks[0]
+        self.shape = (first.shape[0], first.shape[1], self.starts[-1], *first.shape[3:])
+        self.dtype, self.device = first.dtype, first.device
+
+    @classmethod
+    def of(cls, x: torch.Tensor | FrameChunks, chunk: int) -> FrameChunks:
+        """``x`` itself, or views of a tensor in chunks of ``chunk`` frames (views free nothing early)."""
+        return x if isinstance(x, FrameChunks) else cls(list(x.split(chunk, dim=2)))
+
+    @property
+    def num_frames(self) -> int:
+        return self.starts[-1]
+
+    def frames(self, a: int, b: int) -> torch.Tensor:
+        """Frames ``a..b-1`` as one tensor (a view when they lie in one chunk, else a concatenation).
+
+        Raises:
+            RuntimeError: a needed chunk was already released.
+        """
+        parts = []
+        for i, c in enumerate(self.chunks):
+            s, e = self.starts[i], self.starts[i + 1]
+            if e <= a or s >= b:
+                continue
+            if c is None:
+                raise RuntimeError(f"frames {a}..{b - 1} needed, but the chunk of frames {s}..{e - 1} was released")
+            parts.append(c[:, :, max(a - s, 0): min(b, e) - s])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 2)
+
+    def release_before(self, frame: int) -> None:
+        """Drop every chunk that lies entirely before ``frame``."""
+        for i in range(len(self.chunks)):
+            if self.starts[i + 1] <= frame:
+                self.chunks[i] = None
+
+    def tensor(self) -> torch.Tensor:
+        """The whole activation as one tensor (a copy unless it is a single chunk)."""
+        return self.frames(0, self.num_frames)
+
+
+def _like_input(x, out: FrameChunks) -> torch.Tensor | FrameChunks:
+    """Return a tensor when the caller passed a tensor, chunks when it passed chunks."""
+    return out if isinstance(x, FrameChunks) else out.tensor()
+
+
+def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: int = DEFAULT_CHUNK_FRAMES):
     """GroupNorm of ``x`` as per-(sample, channel) statistics, for :func:`norm_act` on frame chunks.
 
     Statistics over ``[C / G, T, H, W]`` per group in one pass: float32 ``var_mean`` per frame chunk, merged
     in float64 (Chan et al.'s parallel variance), biased variance as ``nn.GroupNorm``.
 
     Returns:
-        ``(mean, var, weight, bias)``, each ``[B * C]`` float32, for ``F.batch_norm`` over ``[1, B * C, ...]``.
+        ``(mean, var, weight, bias, eps)``; the first four ``[B * C]`` float32, for ``F.batch_norm`` over
+        ``[1, B * C, ...]``.
     """
-    b, c, t = x.shape[:3]
+    xs = FrameChunks.of(x, chunk)
+    b, c = xs.shape[:2]
     g = norm.num_groups
     count = torch.zeros((), dtype=torch.float64)
-    mean = torch.zeros(b, g, dtype=torch.float64, device=x.device)
+    mean = torch.zeros(b, g, dtype=torch.float64, device=xs.device)
     m2 = torch.zeros_like(mean)
-    for a in range(0, t, chunk):
-        xc = x[:, :, a:a + chunk].float().reshape(b, g, -1)
+    for piece in xs.chunks:
+        xc = piece.float().reshape(b, g, -1)
         var_c, mean_c = torch.var_mean(xc, dim=-1, correction=0)
         n_c = float(xc.shape[-1])
         delta = mean_c.double() - mean
@@ -49,13 +111,13 @@ def group_norm_affine(x: torch.Tensor, norm: nn.GroupNorm, chunk: int = DEFAULT_
     rep = c // g
     mean_bc = mean.float().repeat_interleave(rep, dim=1).reshape(-1)
     var_bc = (m2 / count).float().repeat_interleave(rep, dim=1).reshape(-1)
-    weight = norm.weight.float() if norm.affine else torch.ones(c, device=x.device)
-    bias = norm.bias.float() if norm.affine else torch.zeros(c, device=x.device)
+    weight = norm.weight.float() if norm.affine else torch.ones(c, device=xs.device)
+    bias = norm.bias.float() if norm.affine else torch.zeros(c, device=xs.device)
     return mean_bc, var_bc, weight.repeat(b), bias.repeat(b), norm.eps
 
 
 def norm_act(x: torch.Tensor, stats, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``act(GroupNorm(x))`` for a frame chunk ``[B, C, t, H, W]`` with whole-tensor statistics.
+    """``act(GroupNorm(x))`` for a frame chunk ``[B, C, t, H, W]`` with whole-activation statistics.
 
     One fused normalisation pass (``F.batch_norm`` in eval form with the group statistics as running stats,
     computed in float32 and written in x's dtype like ``nn.GroupNorm``), then the activation in place.
@@ -68,119 +130,210 @@ def norm_act(x: torch.Tensor, stats, act: Callable[[torch.Tensor], torch.Tensor]
     return act(y)
 
 
-def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.Tensor], t_in: int,
-                        chunk: int = DEFAULT_CHUNK_FRAMES, out: torch.Tensor | None = None,
-                        residual: Callable[[int, int], torch.Tensor] | None = None) -> torch.Tensor:
+def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.Tensor], bounds: list[int],
+                        finish: Callable[[int, int, torch.Tensor], torch.Tensor] | None = None,
+                        after: Callable[[int, int], None] | None = None) -> FrameChunks:
     """Apply a stride-1 :class:`hyvideo.vae.causal_conv.CausalConv3d` chunk by chunk over time.
 
     Args:
         conv: module with ``.conv`` (``nn.Conv3d``, padding 0, stride 1), ``.causal_padding``, ``.pad_mode``.
         make_input: ``(a, b) -> [B, C_in, b - a, H, W]`` input frames ``a..b-1`` (built on the fly).
-        t_in: number of input (= output) frames.
-        chunk: output frames per chunk.
-        out: optional preallocated output ``[B, C_out, T, H, W]`` (may alias the source of ``residual``
-            when chunk ``[a, b)`` of it is read before it is written).
-        residual: optional ``(a, b) -> [B, C_out, b - a, H, W]`` added to each output chunk.
+        bounds: output chunk boundaries ``[0, e_1, ..., T]``.
+        finish: optional ``(s, e, y) -> chunk`` applied to each conv output (e.g. add a residual in place).
+        after: optional ``(s, e)`` callback once output chunk ``[s, e)`` exists (e.g. release inputs).
 
     Returns:
-        ``[B, C_out, T, H, W]`` (contiguous), equal to ``conv(full input) (+ residual)``.
+        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``.
     """
     c3 = conv.conv
     if c3.stride != (1, 1, 1):
         raise ValueError(f"causal_conv_chunked needs a stride-1 conv, got stride {c3.stride}")
     pw, _, ph, _, pt, _ = conv.causal_padding
-    for s in range(0, t_in, chunk):
-        e = min(s + chunk, t_in)
+    out = []
+    for s, e in zip(bounds[:-1], bounds[1:]):
         a = max(s - pt, 0)
         xi = make_input(a, e)
         front = pt - (s - a)  # replicate frames in front only for the first chunk(s)
         if pw or ph or front:
             xi = F.pad(xi, (pw, pw, ph, ph, front, 0), mode=conv.pad_mode)
         y = F.conv3d(xi, c3.weight, c3.bias)
-        if residual is not None:
-            y = y + residual(s, e)
-        if out is None:
-            out = y.new_empty(y.shape[0], y.shape[1], t_in, *y.shape[3:])
-        out[:, :, s:e] = y
-    return out
+        del xi
+        out.append(finish(s, e, y) if finish is not None else y)
+        if after is not None:
+            after(s, e)
+    return FrameChunks(out)
 
 
-def upsampled_frames(x: torch.Tensor, a: int, b: int, factor: tuple[int, int, int]) -> torch.Tensor:
-    """Frames ``a..b-1`` of the causal nearest upsampling of ``x`` ``[B, C, T, H, W]`` (frame 0 spatial only).
-
-    Output frame 0 <- input frame 0; output frame j >= 1 <- input frame ``1 + (j - 1) // f_t``.
-    """
-    ft, fh, fw = factor
-    idx = torch.tensor([0 if j == 0 else 1 + (j - 1) // ft for j in range(a, b)], device=x.device)
-    frames = x.index_select(2, idx)
-    return frames.repeat_interleave(fh, dim=3).repeat_interleave(fw, dim=4)
+def _bounds(t: int, chunk: int) -> list[int]:
+    return [*range(0, t, chunk), t]
 
 
 @torch.no_grad()
-def norm_act_conv_lean(norm: nn.GroupNorm, act: nn.Module, conv: nn.Module, x: torch.Tensor,
-                       chunk: int = DEFAULT_CHUNK_FRAMES) -> torch.Tensor:
-    """``conv(act(norm(x)))`` (e.g. the decoder's ``conv_norm_out -> conv_act -> conv_out``) in frame chunks."""
-    stats = group_norm_affine(x, norm, chunk)
-    return causal_conv_chunked(conv, lambda a, b: norm_act(x[:, :, a:b], stats, act), x.shape[2], chunk)
+def norm_act_conv_lean(norm: nn.GroupNorm, act: nn.Module, conv: nn.Module, x: torch.Tensor | FrameChunks,
+                       chunk: int = DEFAULT_CHUNK_FRAMES, release: bool = False) -> torch.Tensor | FrameChunks:
+    """``conv(act(norm(x)))`` (e.g. the decoder's ``conv_norm_out -> conv_act -> conv_out``) in frame chunks.
+
+    ``release=True`` frees chunks of ``x`` (a :class:`FrameChunks`) as soon as no later output needs them.
+    """
+    xs = FrameChunks.of(x, chunk)
+    stats = group_norm_affine(xs, norm)
+    keep = conv.causal_padding[4]
+    out = causal_conv_chunked(conv, lambda a, b: norm_act(xs.frames(a, b), stats, act), xs.starts,
+                              after=(lambda s, e: xs.release_before(e - keep)) if release else None)
+    return _like_input(x, out)
 
 
 @torch.no_grad()
-def resnet_lean(block: nn.Module, x: torch.Tensor, chunk: int = DEFAULT_CHUNK_FRAMES,
-                inplace: bool = False) -> torch.Tensor:
-    """:class:`hyvideo.vae.blocks.ResnetBlockCausal3D` forward (eval) with at most x, h and out alive.
+def resnet_lean(block: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DEFAULT_CHUNK_FRAMES,
+                inplace: bool = False) -> torch.Tensor | FrameChunks:
+    """:class:`hyvideo.vae.blocks.ResnetBlockCausal3D` forward (eval), chunk by chunk.
 
-    ``inplace=True`` writes the output into ``x`` when the channel count is unchanged (the caller must not
-    need ``x`` afterwards); then only x and h are alive.
+    Pass 1: ``h = conv1(act(norm1(x)))`` and, with a shortcut, ``out = shortcut(x)``; pass 2:
+    ``out += conv2(act(norm2(h)))``. ``inplace=True`` lets the block consume ``x`` (the caller must not need
+    it afterwards): with a shortcut, chunks of x are freed during pass 1; without one, the output is written
+    into x's chunks. Either way the chunks of h are freed during pass 2, so at most about one input-sized
+    activation plus one chunk of intermediates is alive beyond the output.
     """
+    xs = FrameChunks.of(x, chunk)
+    if not inplace and block.conv_shortcut is None:  # the output is written into the residual's chunks
+        xs = FrameChunks([c.clone() for c in xs.chunks])
     act = block.nonlinearity
-    t = x.shape[2]
-    h = norm_act_conv_lean(block.norm1, act, block.conv1, x, chunk)
-    affine2 = group_norm_affine(h, block.norm2, chunk)
+    stats1 = group_norm_affine(xs, block.norm1)
     short = block.conv_shortcut
-    if short is None:
-        def residual(a, b):
-            return x[:, :, a:b]
-    else:
-        def residual(a, b):
-            return F.conv3d(x[:, :, a:b], short.conv.weight, short.conv.bias)
-    out = x if inplace and short is None and x.is_contiguous() else None
-    return causal_conv_chunked(block.conv2, lambda a, b: norm_act(h[:, :, a:b], affine2, act), t, chunk,
-                               out=out, residual=residual)
+    keep = block.conv1.causal_padding[4]
+    residual: list[torch.Tensor] = []
+
+    def after1(s, e):
+        if short is not None:
+            residual.append(F.conv3d(xs.frames(s, e), short.conv.weight, short.conv.bias))
+            if inplace:
+                xs.release_before(e - keep)
+        else:
+            residual.append(xs.frames(s, e))
+
+    h = causal_conv_chunked(block.conv1, lambda a, b: norm_act(xs.frames(a, b), stats1, act), xs.starts,
+                            after=after1)
+    del xs
+    stats2 = group_norm_affine(h, block.norm2)
+    keep2 = block.conv2.causal_padding[4]
+
+    def finish2(s, e, y):
+        i = h.starts.index(s)
+        r, residual[i] = residual[i], None
+        return r.add_(y)
+
+    out = causal_conv_chunked(block.conv2, lambda a, b: norm_act(h.frames(a, b), stats2, act), h.starts,
+                              finish=finish2, after=lambda s, e: h.release_before(e - keep2))
+    return _like_input(x, out)
 
 
 @torch.no_grad()
-def upsample_lean(up: nn.Module, x: torch.Tensor, chunk: int = DEFAULT_CHUNK_FRAMES) -> torch.Tensor:
-    """:class:`hyvideo.vae.causal_conv.UpsampleCausal3D` forward without the full-size upsampled tensor.
+def upsample_lean(up: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DEFAULT_CHUNK_FRAMES,
+                  release: bool = False) -> torch.Tensor | FrameChunks:
+    """:class:`hyvideo.vae.causal_conv.UpsampleCausal3D` forward in chunks of input frames (polyphase form).
 
-    Factors in {1, 2} (the released model) run as the polyphase form
-    (:func:`hyvideo.vae.causal_conv.upsample_conv_polyphase`: no upsampled tensor, 2.25-3.4x fewer FLOPs);
-    other factors run the chunked upsample -> causal conv.
+    The conv runs as :func:`hyvideo.vae.causal_conv.upsample_conv_polyphase` does (each output phase a 2-tap
+    conv of the input with folded weights), one chunk of input frames at a time, and each chunk's phases are
+    interleaved into their own output chunk, so neither the upsampled tensor nor the ``P * C_out``-channel
+    phase tensor exists at full size. Factors must be 1 or 2 per axis (the released model).
+
+    Raises:
+        ValueError: a factor other than 1 or 2, or a non-replicate conv.
     """
-    if set(up.scale_factor) <= {1, 2} and up.conv.pad_mode == "replicate":
-        return upsample_conv_polyphase(x, up.conv.conv, up.scale_factor)
-    ft = up.scale_factor[0]
-    t_out = 1 + ft * (x.shape[2] - 1)
-    return causal_conv_chunked(up.conv, lambda a, b: upsampled_frames(x, a, b, up.scale_factor), t_out, chunk)
+    factor = up.scale_factor
+    if not set(factor) <= {1, 2} or up.conv.pad_mode != "replicate":
+        raise ValueError(f"upsample_lean needs factors in {{1, 2}} and replicate padding, got {factor}")
+    xs = FrameChunks.of(x, chunk)
+    ft, fh, fw = factor
+    conv = up.conv.conv
+    kernel, bias = _folded_kernel(conv, factor, xs.dtype)
+    b, _, t, h, w = xs.shape
+    c_out = conv.out_channels
+    front = 1 if ft == 2 else 2  # padded frames in front of the 2-tap (ft = 2) or 3-tap (ft = 1) time axis
+    out = []
+    for s, e in zip(xs.starts[:-1], xs.starts[1:]):
+        # phase frames s..e-1 read padded frames s..e-1+taps-1 = input frames s-front .. e-1 (clamped).
+        a = max(s - front, 0)
+        xi = F.pad(xs.frames(a, e), (1, 1, 1, 1, front - (s - a), 0), mode="replicate")
+        y = F.conv3d(xi, kernel, bias)  # [B, P C_out, e - s, h', w'] phase frames s..e-1
+        del xi
+        # time phase 0 of phase frame i -> output frame ft * i; phase 1 (ft = 2) of frame i -> output 2 i - 1.
+        lo = max(ft * s - (ft - 1), 0)
+        hi = ft * (e - 1) + 1
+        o = y.new_empty(b, c_out, hi - lo, fh * h, fw * w)
+        s_p = c_out * y.stride(1)
+        for pt in range(ft):
+            first = s if pt == 0 else max(s, 1)  # phase-1 output exists for frames i >= 1
+            n = e - first
+            if n <= 0:
+                continue
+            src = y.as_strided((b, c_out, n, h, fh, w, fw),
+                               (y.stride(0), y.stride(1), y.stride(2), y.stride(3), fw * s_p + y.stride(3),
+                                y.stride(4), s_p + y.stride(4)),
+                               y.storage_offset() + pt * fh * fw * s_p + (first - s) * y.stride(2))
+            o0 = ft * first - pt - lo
+            o[:, :, o0: o0 + ft * n: ft].view(b, c_out, n, h, fh, w, fw).copy_(src)
+        del y
+        out.append(o)
+        if release:
+            xs.release_before(e - front if e < t else t)
+    return _like_input(x, FrameChunks(out))
+
+
+def chunk_frames_for(shape, max_elements: int) -> int:
+    """Frames per chunk so that one chunk of an activation ``[B, C, T, H, W]`` holds at most ``max_elements``."""
+    b, c, t, h, w = shape
+    return max(1, min(t, max_elements // max(b * c * h * w, 1)))
+
+
+def rechunk(x: FrameChunks, frames: int) -> FrameChunks:
+    """``x`` with chunks of ``frames`` frames (a copy only when chunks must be merged)."""
+    if all(c.shape[2] == frames for c in x.chunks[:-1]) and x.chunks[-1].shape[2] <= frames:
+        return x
+    if all(c.shape[2] % frames == 0 for c in x.chunks[:-1]):
+        return FrameChunks([p for c in x.chunks for p in c.split(frames, dim=2)])
+    return FrameChunks(list(x.tensor().split(frames, dim=2)))
+
+
+# A chunk of 2 frames of the released decoder's widest full-resolution stage (128 channels, 256 x 256 px tiles):
+# 17 x 256 x 256 bf16 decode peaks at 966 MiB with 2 such frames per chunk (1280 MiB with 4). Narrower or
+# lower-resolution stages get proportionally more frames per chunk (fewer, larger convs).
+DEFAULT_CHUNK_ELEMENTS = 2 * 128 * 256 * 256
 
 
 @torch.no_grad()
-def decoder_forward_lean(decoder: nn.Module, z: torch.Tensor, chunk: int = DEFAULT_CHUNK_FRAMES) -> torch.Tensor:
-    """:class:`hyvideo.vae.encoder_decoder.Decoder` forward (eval) with chunked, in-place resnets and upsamplers.
+def decoder_forward_lean(decoder: nn.Module, z: torch.Tensor, chunk: int | None = None,
+                         max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> torch.Tensor:
+    """:class:`hyvideo.vae.encoder_decoder.Decoder` forward (eval) on frame chunks that are freed when consumed.
 
-    Same modules, weights and result (up to float rounding) as ``decoder(z)``; peak memory is about two
-    full-resolution activations instead of five or six. z ``[B, C_z, T_z, H_z, W_z]`` (after post_quant_conv)
-    -> ``[B, C, T, H, W]``.
+    Same modules, weights and result (up to float rounding) as ``decoder(z)``. z ``[B, C_z, T_z, H_z, W_z]``
+    (after post_quant_conv) -> ``[B, C, T, H, W]``. Each stage uses ``chunk`` frames per chunk if given, else
+    as many frames as fit in ``max_chunk_elements`` elements (at least 1). Peak memory is about one
+    full-resolution activation of the widest full-resolution stage plus a chunk of intermediates (the released
+    decoder of a 17 x 256 x 256 video: see docs/benchmarks.md).
     """
-    x = causal_conv_chunked(decoder.conv_in, lambda a, b: z[:, :, a:b], z.shape[2], chunk)
+    def frames(shape):
+        return chunk if chunk is not None else chunk_frames_for(shape, max_chunk_elements)
+
+    n = frames((*z.shape[:1], decoder.conv_in.conv.out_channels, *z.shape[2:]))
+    zs = FrameChunks.of(z, n)
+    x = causal_conv_chunked(decoder.conv_in, zs.frames, zs.starts)
     mid = decoder.mid_block
-    x = resnet_lean(mid.resnets[0], x, chunk, inplace=True)
-    if mid.attentions[0] is not None:
-        x = mid.attentions[0](x)
-    x = resnet_lean(mid.resnets[1], x, chunk, inplace=True)
-    x = x.to(next(decoder.up_blocks.parameters()).dtype)
+    x = resnet_lean(mid.resnets[0], x, n, inplace=True)
+    if mid.attentions[0] is not None:  # attention over all latent frames: one tensor at latent resolution
+        x = FrameChunks.of(mid.attentions[0](x.tensor()), n)
+    x = resnet_lean(mid.resnets[1], x, n, inplace=True)
+    dtype = next(decoder.up_blocks.parameters()).dtype
+    if x.dtype != dtype:
+        x = FrameChunks([c.to(dtype) for c in x.chunks])
     for block in decoder.up_blocks:
+        c_out = block.resnets[0].conv1.conv.out_channels
+        n = frames((x.shape[0], max(x.shape[1], c_out), *x.shape[2:]))
+        x = rechunk(x, n)
         for resnet in block.resnets:
-            x = resnet_lean(resnet, x, chunk, inplace=True)
+            x = resnet_lean(resnet, x, n, inplace=True)
         if block.upsamplers is not None:
-            x = upsample_lean(block.upsamplers[0], x, chunk)
-    return norm_act_conv_lean(decoder.conv_norm_out, decoder.conv_act, decoder.conv_out, x, chunk)
+            x = upsample_lean(block.upsamplers[0], x, n, release=True)
+    n = frames(x.shape)
+    return norm_act_conv_lean(decoder.conv_norm_out, decoder.conv_act, decoder.conv_out, rechunk(x, n), n,
+                              release=True).tensor()

@@ -183,8 +183,31 @@ class MidBlockCausal3D(nn.Module):
         return run_maybe_checkpointed(self.resnets[1], x, ckpt)
 
 
-class DownEncoderBlockCausal3D(nn.Module):
+def resnet_stack(in_channels: int, out_channels: int, num_layers: int, num_groups: int,
+                 act_fn: str = "silu") -> nn.ModuleList:
+    """``num_layers`` :class:`ResnetBlockCausal3D`; the first maps C_in -> C_out, the rest keep C_out."""
+    return nn.ModuleList(
+        [ResnetBlockCausal3D(in_channels if i == 0 else out_channels, out_channels, num_groups, act_fn)
+         for i in range(num_layers)]
+    )
+
+
+class _ResnetsThenResample(nn.Module):
+    """Shared forward of the encoder/decoder blocks: the resnets, then ``<resampler_attr>.0`` when present."""
+
+    resampler_attr = ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = run_maybe_checkpointed(resnet, x, self.gradient_checkpointing)
+        resamplers = getattr(self, self.resampler_attr)
+        return resamplers[0](x) if resamplers is not None else x
+
+
+class DownEncoderBlockCausal3D(_ResnetsThenResample):
     """``num_layers`` resnets (the first maps C_in -> C_out), then an optional strided causal downsampler.
+
+    ``[B, C_in, T, H, W]`` -> ``[B, C_out, (T - 1) // s_t + 1, H / s_h, W / s_w]``.
 
     Args:
         in_channels: C_in.
@@ -195,38 +218,22 @@ class DownEncoderBlockCausal3D(nn.Module):
         downsample_stride: (s_t, s_h, s_w) of ``downsamplers.0``, or None for no downsampler.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        num_layers: int,
-        num_groups: int,
-        act_fn: str = "silu",
-        downsample_stride: tuple[int, int, int] | None = (2, 2, 2),
-    ) -> None:
+    resampler_attr = "downsamplers"
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, num_groups: int,
+                 act_fn: str = "silu", downsample_stride: tuple[int, int, int] | None = (2, 2, 2)) -> None:
         super().__init__()
-        self.resnets = nn.ModuleList(
-            [
-                ResnetBlockCausal3D(in_channels if i == 0 else out_channels, out_channels, num_groups, act_fn)
-                for i in range(num_layers)
-            ]
-        )
+        self.resnets = resnet_stack(in_channels, out_channels, num_layers, num_groups, act_fn)
         self.downsamplers = (
             nn.ModuleList([DownsampleCausal3D(out_channels, downsample_stride)]) if downsample_stride else None
         )
         self.gradient_checkpointing = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C_in, T, H, W]`` -> ``[B, C_out, (T - 1) // s_t + 1, H / s_h, W / s_w]``."""
-        for resnet in self.resnets:
-            x = run_maybe_checkpointed(resnet, x, self.gradient_checkpointing)
-        if self.downsamplers is not None:
-            x = self.downsamplers[0](x)
-        return x
 
-
-class UpDecoderBlockCausal3D(nn.Module):
+class UpDecoderBlockCausal3D(_ResnetsThenResample):
     """``num_layers`` resnets (the first maps C_in -> C_out), then an optional causal upsampler.
+
+    ``[B, C_in, T, H, W]`` -> ``[B, C_out, 1 + f_t (T - 1), f_h H, f_w W]``.
 
     Args:
         in_channels: C_in.
@@ -237,31 +244,13 @@ class UpDecoderBlockCausal3D(nn.Module):
         upsample_factor: (f_t, f_h, f_w) of ``upsamplers.0``, or None for no upsampler.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        num_layers: int,
-        num_groups: int,
-        act_fn: str = "silu",
-        upsample_factor: tuple[int, int, int] | None = (2, 2, 2),
-    ) -> None:
+    resampler_attr = "upsamplers"
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, num_groups: int,
+                 act_fn: str = "silu", upsample_factor: tuple[int, int, int] | None = (2, 2, 2)) -> None:
         super().__init__()
-        self.resnets = nn.ModuleList(
-            [
-                ResnetBlockCausal3D(in_channels if i == 0 else out_channels, out_channels, num_groups, act_fn)
-                for i in range(num_layers)
-            ]
-        )
+        self.resnets = resnet_stack(in_channels, out_channels, num_layers, num_groups, act_fn)
         self.upsamplers = (
             nn.ModuleList([UpsampleCausal3D(out_channels, upsample_factor)]) if upsample_factor else None
         )
         self.gradient_checkpointing = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C_in, T, H, W]`` -> ``[B, C_out, 1 + f_t (T - 1), f_h H, f_w W]``."""
-        for resnet in self.resnets:
-            x = run_maybe_checkpointed(resnet, x, self.gradient_checkpointing)
-        if self.upsamplers is not None:
-            x = self.upsamplers[0](x)
-        return x

@@ -60,15 +60,74 @@ class CausalConv3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the causal conv.
 
+        A k_t = 3, stride-1, replicate-padded conv over at most ``FOLD_FRONT_MAX_FRAMES`` frames runs as
+        :func:`causal_conv_folded_front` (the same linear map with one frame-conv fewer); everything else pads
+        and convolves.
+
         Args:
             x: ``[B, C_in, T, H, W]``.
 
         Returns:
             ``[B, C_out, T', H', W']``; with stride 1, ``T' = T``, ``H' = H``, ``W' = W``.
         """
+        c = self.conv
+        if (c.kernel_size[0] == 3 and c.stride[0] == 1 and self.pad_mode == "replicate"
+                and x.shape[2] <= FOLD_FRONT_MAX_FRAMES):
+            return causal_conv_folded_front(x, c, self.causal_padding[:4])
         if any(self.causal_padding):
             x = F.pad(x, self.causal_padding, mode=self.pad_mode)
         return self.conv(x)
+
+
+# Saving one frame-conv of T pays for the extra output concat at short clips only: bf16, 1 CPU thread, 128-512
+# channels: 9 frames 0.91-0.92x the time of pad + conv, 13 frames 0.94x, 17 frames 0.97-1.01x.
+FOLD_FRONT_MAX_FRAMES = 12
+
+
+def _front_kernels(conv: nn.Conv3d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w0 + w1 + w2, [w0 + w1, w2])`` over the time taps of a k_t = 3 kernel, summed in float32, in ``dtype``.
+
+    Without autograd the pair is cached on ``conv`` keyed by the weight's storage, version and dtype.
+    """
+    w = conv.weight
+    key = (w.data_ptr(), w._version, w.dtype, w.device, dtype)
+    cache = getattr(conv, "_front_cache", None)
+    if cache is not None and cache[0] == key and not torch.is_grad_enabled():
+        return cache[1]
+    wf = w.float() if w.dtype in (torch.float16, torch.bfloat16) else w
+    k1 = wf.sum(2, keepdim=True).to(dtype)
+    k2 = torch.cat([wf[:, :, :1] + wf[:, :, 1:2], wf[:, :, 2:]], 2).to(dtype)
+    if not torch.is_grad_enabled():
+        conv._front_cache = (key, (k1, k2))
+    return k1, k2
+
+
+def causal_conv_folded_front(x: torch.Tensor, conv: nn.Conv3d, spatial_padding: tuple[int, int, int, int]):
+    """A k_t = 3, stride-1 causal conv with replicate front padding, without convolving the padded frames.
+
+    The padded input is ``[x0, x0, x0, x1, ..., x_{T-1}]``, so output frame 0 is ``(w0 + w1 + w2) * x0`` and
+    frame 1 is ``(w0 + w1) * x0 + w2 * x1``: the two front outputs cost one frame-conv instead of two, and no
+    padded frames are materialised. Frames ``2..T-1`` are the plain conv over ``x``. Same linear map as
+    ``conv(pad(x))`` up to float summation order (weights summed in float32); differentiable.
+
+    Args:
+        x: ``[B, C_in, T, H, W]``, T >= 1.
+        conv: inner ``nn.Conv3d`` with kernel ``(3, k_h, k_w)``, time stride 1, padding 0.
+        spatial_padding: ``(W_left, W_right, H_top, H_bottom)`` replicate padding.
+
+    Returns:
+        ``[B, C_out, T, H', W']``.
+    """
+    if any(spatial_padding):
+        x = F.pad(x, (*spatial_padding, 0, 0), mode="replicate")
+    k1, k2 = _front_kernels(conv, x.dtype)
+    s, d, g = conv.stride, conv.dilation, conv.groups
+    outs = [F.conv3d(x[:, :, :1], k1, conv.bias, s, 0, d, g)]
+    if x.shape[2] >= 2:
+        outs.append(F.conv3d(x[:, :, :2], k2, conv.bias, s, 0, d, g))
+    if x.shape[2] >= 3:
+        outs.append(F.conv3d(x, conv.weight, conv.bias, s, 0, d, g))
+    return torch.cat(outs, 2) if len(outs) > 1 else outs[0]
 
 
 class DownsampleCausal3D(nn.Module):

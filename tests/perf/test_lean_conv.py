@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hyvideo.ops.lean_conv import norm_act_conv_lean, resnet_lean, upsample_lean
+from hyvideo.ops.lean_conv import FrameChunks, norm_act_conv_lean, resnet_lean, upsample_lean
 from hyvideo.vae.blocks import ResnetBlockCausal3D
 from hyvideo.vae.causal_conv import CausalConv3d, UpsampleCausal3D
 
@@ -33,34 +33,71 @@ def test_resnet_lean_equals_module(chunk, c_in, c_out):
     block = _randomize(ResnetBlockCausal3D(c_in, c_out, num_groups=4))
     x = torch.randn(1, c_in, 5, 6, 7) * 2 + 0.5
     ref = block(x)
+    x_before = x.clone()
     assert _rel(resnet_lean(block, x, chunk), ref) <= FP32_TOL
+    assert torch.equal(x, x_before)  # not in place unless asked
+    chunks = FrameChunks(list(x.clone().split(chunk, dim=2)))
+    out = resnet_lean(block, chunks, chunk, inplace=True)
+    assert isinstance(out, FrameChunks) and _rel(out.tensor(), ref) <= FP32_TOL
     out = resnet_lean(block, x.clone(), chunk, inplace=True)
     assert _rel(out, ref) <= FP32_TOL
     xb, bb = x.bfloat16(), block.bfloat16()
     assert _rel(resnet_lean(bb, xb, chunk), bb(xb)) <= BF16_TOL
 
 
-@pytest.mark.parametrize("t", [1, 4])
+@pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 2)])
+@pytest.mark.parametrize("t,chunk", [(1, 3), (4, 3), (5, 1), (5, 2)])
 @torch.no_grad()
-def test_upsample_and_output_conv_lean_equal_modules(t):
-    up = _randomize(UpsampleCausal3D(6, (2, 2, 2)))
+def test_upsample_and_output_conv_lean_equal_modules(t, chunk, factor):
+    up = _randomize(UpsampleCausal3D(6, factor))
     x = torch.randn(2, 6, t, 4, 5)
     ref = up(x)
-    out = upsample_lean(up, x, chunk=3)
-    assert out.shape == ref.shape == (2, 6, 1 + 2 * (t - 1), 8, 10)
+    out = upsample_lean(up, x, chunk=chunk)
+    assert out.shape == ref.shape == (2, 6, 1 + factor[0] * (t - 1), 8, 10)
     assert _rel(out, ref) <= FP32_TOL
+    chunks = FrameChunks(list(x.clone().split(chunk, dim=2)))
+    assert _rel(upsample_lean(up, chunks, chunk, release=True).tensor(), ref) <= FP32_TOL
+    assert all(c is None for c in chunks.chunks[:-1])  # consumed input chunks were freed
     norm, act, conv = _randomize(torch.nn.GroupNorm(2, 6, eps=1e-6)), torch.nn.SiLU(), _randomize(CausalConv3d(6, 3))
     assert _rel(norm_act_conv_lean(norm, act, conv, ref, chunk=2), conv(act(norm(ref)))) <= FP32_TOL
 
 
+def test_released_chunk_is_an_error():
+    chunks = FrameChunks(list(torch.zeros(1, 2, 6, 3, 3).split(2, dim=2)))
+    chunks.release_before(4)
+    assert chunks.frames(4, 6).shape[2] == 2
+    with pytest.raises(RuntimeError, match="frames 1..4 needed, but the chunk of frames 0..1 was released"):
+        chunks.frames(1, 5)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
 @torch.no_grad()
-def test_decoder_forward_lean_equals_decoder():
+def test_decoder_forward_lean_equals_decoder(chunk):
     from hyvideo.ops.lean_conv import decoder_forward_lean
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
 
     vae = _randomize(AutoencoderKLCausal3D.from_config(Path(__file__).resolve().parents[2] / "configs" / "vae_tiny.json"))
     z = torch.randn(1, 16, 3, 4, 4)
     ref = vae.decoder(vae.post_quant_conv(z))
-    out = decoder_forward_lean(vae.decoder, vae.post_quant_conv(z), chunk=2)
+    out = decoder_forward_lean(vae.decoder, vae.post_quant_conv(z), chunk=chunk)
     assert out.shape == ref.shape == (1, 3, 9, 32, 32)
     assert _rel(out, ref) <= 1e-4  # fp32, ~20 chained convs
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_vae_decode_with_lean_walk_equals_plain(tiled):
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
+
+    vae = _randomize(AutoencoderKLCausal3D.from_config(Path(__file__).resolve().parents[2] / "configs" / "vae_tiny.json"))
+    vae.enable_tiling(tiled)
+    z = torch.randn(1, 16, 3, 6, 5)
+    with torch.no_grad():
+        vae.enable_lean_decode(False)
+        ref = vae.decode(z).sample
+        vae.enable_lean_decode(True)
+        out = vae.decode(z).sample
+    assert out.shape == ref.shape == (1, 3, 9, 48, 40)
+    assert _rel(out, ref) <= 1e-4
+    z.requires_grad_(True)  # with autograd the plain modules run (the lean walk is inference-only)
+    vae.decode(z).sample.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0

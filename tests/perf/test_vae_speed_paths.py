@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
-from hyvideo.vae.causal_conv import UpsampleCausal3D, upsample_conv_polyphase
+from hyvideo.vae.causal_conv import CausalConv3d, UpsampleCausal3D, upsample_conv_polyphase
 
 TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "vae_tiny.json"
 
@@ -20,7 +20,7 @@ def _upsample_then_conv(up: UpsampleCausal3D, x: torch.Tensor) -> torch.Tensor:
     first = F.interpolate(x[:, :, :1].squeeze(2), scale_factor=f[1:], mode="nearest").unsqueeze(2)
     if x.shape[2] > 1:
         first = torch.cat((first, F.interpolate(x[:, :, 1:], scale_factor=f, mode="nearest")), dim=2)
-    return up.conv(first)
+    return up.conv.conv(F.pad(first, up.conv.causal_padding, mode="replicate"))  # pad + conv, no shortcuts
 
 
 @pytest.mark.parametrize("factor", [(2, 2, 2), (1, 2, 2), (2, 1, 1), (1, 1, 2)])
@@ -34,6 +34,25 @@ def test_polyphase_upsample_equals_upsample_then_conv(factor, frames):
     assert out.shape == ref.shape == (2, 6, 1 + factor[0] * (frames - 1), 5 * factor[1], 7 * factor[2])
     assert out.is_contiguous()
     assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 6, 14])
+def test_folded_front_causal_conv_equals_pad_then_conv(frames):
+    """The k_t = 3 causal conv skips the replicated front frames: same values and gradients as pad + conv."""
+    torch.manual_seed(0)
+    conv = CausalConv3d(4, 6, 3).double()
+    x = torch.randn(2, 4, frames, 5, 7, dtype=torch.float64, requires_grad=True)
+    ref = conv.conv(F.pad(x, conv.causal_padding, mode="replicate"))
+    out = conv(x)
+    assert out.shape == ref.shape == (2, 6, frames, 5, 7)
+    assert (out - ref).abs().max() <= 1e-12
+    g_ref = torch.autograd.grad(ref.square().sum(), [x, conv.conv.weight, conv.conv.bias])
+    g_out = torch.autograd.grad(out.square().sum(), [x, conv.conv.weight, conv.conv.bias])
+    for a, b in zip(g_out, g_ref):
+        assert (a - b).abs().max() <= 1e-10 * b.abs().max()
+    with torch.no_grad():  # cached folded kernels follow weight updates
+        conv.conv.weight.mul_(2)
+        assert (conv(x) - conv.conv(F.pad(x, conv.causal_padding, mode="replicate"))).abs().max() <= 1e-12
 
 
 def test_polyphase_gradients_match():
