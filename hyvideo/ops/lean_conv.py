@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyvideo.vae.causal_conv import _folded_kernel
+from hyvideo.vae.causal_conv import polyphase_kernel
 
 DEFAULT_CHUNK_FRAMES = 2
 
@@ -246,7 +246,7 @@ def upsample_lean(up: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DEF
     xs = FrameChunks.of(x, chunk)
     ft, fh, fw = factor
     conv = up.conv.conv
-    kernel, bias = _folded_kernel(conv, factor, xs.dtype)
+    kernel, bias = polyphase_kernel(conv, factor, xs.dtype)
     b, _, t, h, w = xs.shape
     c_out = conv.out_channels
     front = 1 if ft == 2 else 2  # padded frames in front of the 2-tap (ft = 2) or 3-tap (ft = 1) time axis

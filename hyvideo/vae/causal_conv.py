@@ -84,22 +84,28 @@ class CausalConv3d(nn.Module):
 FOLD_FRONT_MAX_FRAMES = 12
 
 
-def _front_kernels(conv: nn.Conv3d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w0 + w1 + w2, [w0 + w1, w2])`` over the time taps of a k_t = 3 kernel, summed in float32, in ``dtype``.
+def cached_weight_fold(conv: nn.Conv3d, name: str, key_extra, build):
+    """``build(w)`` of ``conv.weight`` (upcast to float32 if half precision), cached on ``conv`` under ``name``.
 
-    Without autograd the pair is cached on ``conv`` keyed by the weight's storage, version and dtype.
+    The cache is used and filled only with autograd off. Its key is the weight's storage, version, dtype and
+    device plus ``key_extra``, so in-place updates (optimizer steps, ``load_state_dict``, ``.to()``) rebuild it.
+    Used for the folded kernels of :func:`causal_conv_folded_front` and :func:`polyphase_kernel`.
     """
     w = conv.weight
-    key = (w.data_ptr(), w._version, w.dtype, w.device, dtype)
-    cache = getattr(conv, "_front_cache", None)
+    key = (w.data_ptr(), w._version, w.dtype, w.device, key_extra)
+    cache = getattr(conv, name, None)
     if cache is not None and cache[0] == key and not torch.is_grad_enabled():
         return cache[1]
-    wf = w.float() if w.dtype in (torch.float16, torch.bfloat16) else w
-    k1 = wf.sum(2, keepdim=True).to(dtype)
-    k2 = torch.cat([wf[:, :, :1] + wf[:, :, 1:2], wf[:, :, 2:]], 2).to(dtype)
+    out = build(w.float() if w.dtype in (torch.float16, torch.bfloat16) else w)
     if not torch.is_grad_enabled():
-        conv._front_cache = (key, (k1, k2))
-    return k1, k2
+        setattr(conv, name, (key, out))
+    return out
+
+
+def _front_kernels(conv: nn.Conv3d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w0 + w1 + w2, [w0 + w1, w2])`` over the time taps of a k_t = 3 kernel, summed in float32, in ``dtype``."""
+    return cached_weight_fold(conv, "_front_cache", dtype, lambda w: (
+        w.sum(2, keepdim=True).to(dtype), torch.cat([w[:, :, :1] + w[:, :, 1:2], w[:, :, 2:]], 2).to(dtype)))
 
 
 def causal_conv_folded_front(x: torch.Tensor, conv: nn.Conv3d, spatial_padding: tuple[int, int, int, int]):
@@ -198,25 +204,21 @@ def _fold_matrix(factor: int) -> torch.Tensor:
     return torch.tensor([[[1.0, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])
 
 
-def _folded_kernel(conv: nn.Conv3d, factor: tuple[int, int, int], dtype: torch.dtype):
+def polyphase_kernel(conv: nn.Conv3d, factor: tuple[int, int, int], dtype: torch.dtype):
     """Per-phase kernels ``[P C_out, C_in, k_t, k_h, k_w]`` and bias ``[P C_out]``, P = f_t f_h f_w.
 
-    Folded in float32 and cast once. Without autograd the result is cached on ``conv`` keyed by the weight's
-    storage, version, dtype and the factor, so a decode loop folds each upsampler once.
+    For :func:`upsample_conv_polyphase`: each axis upsampled by 2 folds its 3 taps into 2 per phase
+    (:func:`_fold_matrix`). Folded in float32 (or the weight's precision if higher), cast once, and cached on
+    ``conv`` without autograd (:func:`cached_weight_fold`), so a decode loop folds each upsampler once.
     """
-    w = conv.weight
-    key = (w.data_ptr(), w._version, w.dtype, w.device, dtype, tuple(factor))
-    cache = getattr(conv, "_polyphase_cache", None)
-    if cache is not None and cache[0] == key and not torch.is_grad_enabled():
-        return cache[1], cache[2]
-    mt, mh, mw = (_fold_matrix(f).to(w.device) for f in factor)
-    k = torch.einsum("atk,bul,cvm,oiklm->abcoituv", mt, mh, mw, w.float())
-    p = k.shape[0] * k.shape[1] * k.shape[2]
-    k = k.reshape(p * w.shape[0], *k.shape[4:]).to(dtype)
-    bias = conv.bias.repeat(p).to(dtype) if conv.bias is not None else None
-    if not torch.is_grad_enabled():
-        conv._polyphase_cache = (key, k, bias)
-    return k, bias
+    def build(w):
+        mt, mh, mw = (_fold_matrix(f).to(w.device, w.dtype) for f in factor)
+        k = torch.einsum("atk,bul,cvm,oiklm->abcoituv", mt, mh, mw, w)
+        p = k.shape[0] * k.shape[1] * k.shape[2]
+        bias = conv.bias.repeat(p).to(dtype) if conv.bias is not None else None
+        return k.reshape(p * w.shape[0], *k.shape[4:]).to(dtype), bias
+
+    return cached_weight_fold(conv, "_polyphase_cache", (dtype, tuple(factor)), build)
 
 
 def upsample_conv_polyphase(x: torch.Tensor, conv: nn.Conv3d, factor: tuple[int, int, int]) -> torch.Tensor:
@@ -253,7 +255,7 @@ def upsample_conv_polyphase(x: torch.Tensor, conv: nn.Conv3d, factor: tuple[int,
     xp = F.pad(x, (1, 1, 1, 1, 1 if ft == 2 else 2, 0), mode="replicate")
     # One conv for all phases (one large GEMM is faster than 8 small ones): a 2-tap axis of phase p reads
     # padded samples (i + p, i + p + 1), i.e. output i + p of the shared 2-tap conv.
-    kernel, bias = _folded_kernel(conv, factor, x.dtype)
+    kernel, bias = polyphase_kernel(conv, factor, x.dtype)
     y = F.conv3d(xp, kernel, bias)
     # Interleave with one strided copy per time phase: phase (pt, ph, pw) is block i = (pt fh + ph) fw + pw of
     # y, read from frame/row/column offset (pt, ph, pw), so the (h, fh, w, fw) layout is a plain strided view.
