@@ -164,10 +164,6 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
     return FrameChunks(out)
 
 
-def _bounds(t: int, chunk: int) -> list[int]:
-    return [*range(0, t, chunk), t]
-
-
 @torch.no_grad()
 def norm_act_conv_lean(norm: nn.GroupNorm, act: nn.Module, conv: nn.Module, x: torch.Tensor | FrameChunks,
                        chunk: int = DEFAULT_CHUNK_FRAMES, release: bool = False) -> torch.Tensor | FrameChunks:
