@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-path", default="./results")
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--attn-backend", default="auto", choices=["auto", "sdpa", "flash", "naive"])
+    p.add_argument("--attn-backend", default="auto", choices=["auto", "sdpa", "flash", "gemm", "naive"])
     # speed and memory (hyvideo.parallel.sequence_parallel, hyvideo.cache, hyvideo.quant, hyvideo.offload)
     p.add_argument("--ulysses-degree", type=int, default=1,
                    help="Ulysses sequence-parallel degree; launch with torchrun --nproc_per_node N (world size divisible by N)")
@@ -111,6 +111,9 @@ def load_pipeline(args, device):
     print(f"loading {paths.layout} model tree from {args.model_base}: DiT {paths.dit}")
     dit_home = "cpu" if args.sequential_offload else home
     dit = load_dit_fast(args, paths.dit, dt[args.precision], dit_home)
+    if torch.device(device).type == "cpu" and dt[args.precision] == torch.bfloat16 and not args.use_fp8:
+        n = dit.enable_cpu_weight_packing()
+        print(f"CPU bf16: {n} DiT linears keep oneDNN-packed weight copies (faster GEMMs, one more copy of them)")
     if args.sequential_offload:
         from hyvideo.offload import enable_sequential_offload  # noqa: PLC0415
 

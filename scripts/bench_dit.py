@@ -243,6 +243,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="torch.compile each of our blocks (GPU)")
+    ap.add_argument("--no-packing", action="store_true", help="do not pre-pack our CPU linear weights")
     ap.add_argument("--skip-diffusers", action="store_true", help="time ours only (large GPU sizes)")
     args = ap.parse_args(argv)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -251,6 +252,7 @@ def main(argv=None) -> list[dict]:
         from hyvideo.parallel.fsdp import apply_compile  # noqa: PLC0415
 
         apply_compile(ours)
+    packed = 0 if args.no_packing or device.type != "cpu" else ours.enable_cpu_weight_packing()
     inp = {k: v.to(device) for k, v in make_inputs(args, device).items()}
     cast = {k: (v.to(dtype) if v.is_floating_point() and k not in ("t",) else v) for k, v in inp.items()}
 
@@ -268,7 +270,7 @@ def main(argv=None) -> list[dict]:
     with torch.inference_mode():
         gold = ours32(**inp).float() if ours32 is not None else None
     peak = matmul_peak(device, dtype)
-    flops = count_flops(run_ours)
+    flops = count_flops(run_ours if args.skip_diffusers else run_ref)  # oneDNN fused linears are not counted
     res = measure(fns, device, args.warmup, args.repeats)
     if device.type == "cpu" and argv is None:  # RSS peaks need the fixed allocator; times are taken without it
         for name, p in peaks_in_child().items():
@@ -281,6 +283,11 @@ def main(argv=None) -> list[dict]:
           f"({args.heads} heads), {args.double} double + {args.single} single blocks; text {args.text_tokens} "
           f"tokens ({args.valid_tokens} valid); {flops / 1e9:.1f} GFLOP per forward; measured {args.dtype} "
           f"matmul peak {peak / 1e9:.1f} GFLOP/s; median of {args.repeats}")
+    if packed:
+        from hyvideo.ops.linear import packed_bytes  # noqa: PLC0415
+
+        print(f"hyvideo: {packed} linears with pre-packed oneDNN weights (enable_cpu_weight_packing), "
+              f"+{packed_bytes(ours) / 2**20:.1f} MiB of weight copies (not in the peak column)")
     print("rel err = max|out - ours_fp32| / max|ours_fp32|; times with glibc's default malloc, peak RSS from a "
           "child run with the mmap threshold fixed at 128 KiB")
     print_table(rows, peak)

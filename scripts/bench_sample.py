@@ -125,6 +125,8 @@ def main() -> None:
 
     dtype = DTYPES[args.dtype]
     dit = build_dit(args, dtype)
+    if dtype == torch.bfloat16:  # as sample_video.py does on CPU
+        print(f"hyvideo: {dit.enable_cpu_weight_packing()} linears with pre-packed oneDNN weights")
     states, mask, pooled = conditioning(args, dit, dtype)
     guidance = torch.tensor([args.guidance * 1000.0], dtype=dtype) if dit.guidance_embed else None
     noise = torch.randn(args.latent, generator=torch.Generator().manual_seed(42))

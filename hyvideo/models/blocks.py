@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -15,6 +16,7 @@ from hyvideo.models.norms import RMSNorm, gated_residual, layer_norm, modulate
 from hyvideo.models.rope import apply_rope
 from hyvideo.models.token_refiner import MLP
 from hyvideo.ops.attention import attention
+from hyvideo.ops.linear import fused_linear, fusable, gelu_of, plain_linear
 
 
 def joint_attention(block: nn.Module, q, k, v, key_mask, txt_len: int) -> torch.Tensor:
@@ -139,8 +141,7 @@ class MMSingleStreamBlock(nn.Module):
         (:func:`hyvideo.models.rope.extend_rope_identity`; rotates q/k in one pass, same result).
         """
         (mod,) = self.modulation(vec)
-        qkv, mlp = self.linear1(modulate(self.pre_norm(x), mod.shift, mod.scale)).split(
-            [3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
+        qkv, act = self._linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
         q, k = self.q_norm(q).to(v), self.k_norm(k).to(v)
         n_img = x.shape[1] - txt_len
@@ -150,15 +151,29 @@ class MMSingleStreamBlock(nn.Module):
             q = torch.cat([apply_rope(q[:, :n_img], *rope), q[:, n_img:]], 1)
             k = torch.cat([apply_rope(k[:, :n_img], *rope), k[:, n_img:]], 1)
         attn = joint_attention(self, q, k, v, key_mask, txt_len)
-        return gated_residual(x, self._linear2(attn, self.mlp_act(mlp)), mod.gate)
+        return gated_residual(x, self._linear2(attn, act), mod.gate)
+
+    def _linear1(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``linear1(h)`` split into qkv ``[B, L, 3 D]`` and ``mlp_act(mlp)`` ``[B, L, D_mlp]``.
+
+        Where the GELU can be fused (:func:`hyvideo.ops.linear.fusable`: CPU bf16 inference) the qkv rows and the
+        MLP rows of the weight run as two GEMMs, the second with the GELU in its epilogue; otherwise one GEMM.
+        """
+        d3, approximate = 3 * self.hidden_size, gelu_of(self.mlp_act)
+        if approximate is None or not fusable(h, self.linear1):
+            qkv, mlp = self.linear1(h).split([d3, self.mlp_hidden_dim], dim=-1)
+            return qkv, self.mlp_act(mlp)
+        n = self.linear1.out_features
+        return fused_linear(h, self.linear1, (0, d3)), fused_linear(h, self.linear1, (d3, n), gelu=approximate)
 
     def _linear2(self, attn: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``linear2(cat([attn, act], -1))`` as two GEMMs into one buffer (no [B, L, D + D_mlp] concat)."""
+        """``linear2(cat([attn, act], -1))``; as two GEMMs into one buffer (no [B, L, D + D_mlp] concat) except on
+        the oneDNN path, where one GEMM on the concat with the (packed) weight is as fast or faster."""
         w = self.linear2.weight
-        if type(self.linear2) is not nn.Linear or type(w) not in (nn.Parameter, torch.Tensor):
-            return self.linear2(torch.cat([attn, act], 2))  # e.g. FP8 / DTensor / offloaded weights
+        if fusable(attn, self.linear2) or not plain_linear(self.linear2):
+            return self.linear2(torch.cat([attn, act], 2))  # also FP8 / DTensor / offloaded weights
         d = attn.shape[-1]
-        out = nn.functional.linear(act, w[:, d:], self.linear2.bias)
+        out = F.linear(act, w[:, d:], self.linear2.bias)
         return out.flatten(0, 1).addmm_(attn.flatten(0, 1), w[:, :d].t()).view_as(out)
 
 

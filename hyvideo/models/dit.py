@@ -18,6 +18,7 @@ from hyvideo.models.blocks import FinalLayer, MMDoubleStreamBlock, MMSingleStrea
 from hyvideo.models.embeddings import MLPEmbedder, PatchEmbed3D, TimestepEmbedder
 from hyvideo.models.rope import extend_rope_identity, rope_freqs_3d
 from hyvideo.models.token_refiner import SingleTokenRefiner
+from hyvideo.ops.linear import pack_linear_weights
 
 
 class HYVideoDiffusionTransformer(nn.Module):
@@ -139,6 +140,12 @@ class HYVideoDiffusionTransformer(nn.Module):
         for lin in (self.final_layer.linear, self.final_layer.adaLN_modulation[1]):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
+
+    def enable_cpu_weight_packing(self) -> int:
+        """Keep oneDNN-blocked copies of the linear weights for CPU bf16 inference (see
+        :func:`hyvideo.ops.linear.pack_linear_weights`): faster GEMMs for one extra copy of those weights.
+        Returns the number of linears converted; state-dict keys and training are unaffected."""
+        return pack_linear_weights(self)
 
     def grid_size(self, x_shape) -> tuple[int, int, int]:
         """Patch grid ``(T, H, W)`` of a latent of shape ``[B, C, T_z, H_z, W_z]``."""

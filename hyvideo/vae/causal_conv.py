@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hyvideo.ops.stamp import weight_stamp
+
 
 def _triple(value: int | tuple[int, int, int], name: str) -> tuple[int, int, int]:
     """Return ``value`` as a (t, h, w) triple; raise if it is not one int or three ints."""
@@ -92,7 +94,7 @@ def cached_weight_fold(conv: nn.Conv3d, name: str, key_extra, build):
     Used for the folded kernels of :func:`causal_conv_folded_front` and :func:`polyphase_kernel`.
     """
     w = conv.weight
-    key = (w.data_ptr(), w._version, w.dtype, w.device, key_extra)
+    key = (*weight_stamp(w), key_extra)
     cache = getattr(conv, name, None)
     if cache is not None and cache[0] == key and not torch.is_grad_enabled():
         return cache[1]

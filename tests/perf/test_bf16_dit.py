@@ -49,3 +49,82 @@ def test_bf16_rope_and_identity_extension():
     joint = apply_rope(torch.cat([x, txt], 1), *extend_rope_identity(cos, sin, 5))
     torch.testing.assert_close(joint[:, :24], ref, rtol=1e-6, atol=1e-6)
     assert torch.equal(joint[:, 24:], txt)  # identity rows leave the text tokens untouched
+
+
+def test_bf16_rms_norm_within_three_roundings_of_fp32():
+    from hyvideo.models.norms import RMSNorm  # noqa: PLC0415
+
+    norm = RMSNorm(64)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = (torch.randn(2, 33, 3, 64) * 5).bfloat16()
+    norm16 = copy.deepcopy(norm).to(torch.bfloat16)
+    ref = copy.deepcopy(norm16).float()(x.float())  # float32 math on the same bf16 inputs and weight
+    out = norm16(x)
+    assert out.dtype == torch.bfloat16
+    assert ((out.float() - ref).abs() <= ref.abs() * 3 * 2**-8).all()  # three bf16 roundings (unit roundoff 2^-8)
+
+
+def test_gemm_attention_backend_matches_reference_with_padded_keys():
+    import hyvideo.ops.attention as attn  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 70, 3, 16) for _ in range(3))
+    key_mask = torch.ones(2, 70, dtype=torch.bool)
+    key_mask[1, 50:] = False  # trailing padding
+    key_mask[1, 7] = False  # and a hole
+    ref = attn.attention(q, k, v, key_mask=key_mask, backend="naive")
+    old = attn.GEMM_SCORE_ELEMENTS
+    try:
+        attn.GEMM_SCORE_ELEMENTS = 20 * 70  # several query chunks per head
+        out = attn.attention(q, k, v, key_mask=key_mask, backend="gemm")
+    finally:
+        attn.GEMM_SCORE_ELEMENTS = old
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    qb, kb, vb = (x.bfloat16() for x in (q, k, v))
+    auto = attn.attention(qb, kb, vb, key_mask=key_mask)  # "auto" on CPU bf16 -> gemm
+    assert torch.equal(auto, attn.attention(qb, kb, vb, key_mask=key_mask, backend="gemm"))
+    assert _rel(auto, ref) <= BF16_REL_TOL, _rel(auto, ref)
+
+
+def test_fused_gelu_linear_and_packed_weights():
+    from torch import nn  # noqa: PLC0415
+
+    from hyvideo.ops.linear import PackedLinear, fused_linear, pack_linear_weights  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(48, 96), nn.GELU(approximate="tanh")).to(torch.bfloat16)
+    x = torch.randn(3, 40, 48, dtype=torch.bfloat16)
+    unfused = model(x)
+    with torch.no_grad():
+        fused = fused_linear(x, model[0], gelu="tanh")
+        assert ((fused.float() - unfused.float()).abs() <= unfused.float().abs() * 2**-7 + 2**-10).all()
+        part = fused_linear(x, model[0], rows=(16, 64))
+        torch.testing.assert_close(part, nn.functional.linear(x, model[0].weight[16:64], model[0].bias[16:64]))
+    assert pack_linear_weights(model) == 1 and type(model[0]) is PackedLinear
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    with torch.no_grad():
+        plain = nn.functional.linear(x, model[0].weight, model[0].bias)
+        torch.testing.assert_close(model[0](x), plain, rtol=1e-2, atol=1e-2)
+        model[0].load_state_dict({"weight": -model[0].weight, "bias": model[0].bias})  # in-place copy
+        new = nn.functional.linear(x, model[0].weight, model[0].bias)
+        assert (new - plain).abs().max() > 1  # the weights did change ...
+        torch.testing.assert_close(model[0](x), new, rtol=1e-2, atol=1e-2)  # ... and the packed copy followed
+    y = model[0](x.float().requires_grad_().bfloat16())  # autograd: the plain op, gradients flow
+    assert y.grad_fn is not None
+
+
+@torch.no_grad()
+def test_packed_dit_matches_unpacked():
+    model = HYVideoDiffusionTransformer(**CFG).eval()
+    for p in model.parameters():
+        p.normal_(0, 0.05)
+    model = model.to(torch.bfloat16)
+    inp = dict(x=torch.randn(1, 16, 3, 8, 12).bfloat16(), t=torch.tensor([700.0]),
+               text_states=torch.randn(1, 10, 24).bfloat16(), text_mask=torch.ones(1, 10, dtype=torch.long),
+               text_states_2=torch.randn(1, 12).bfloat16(), guidance=torch.tensor([6016.0]))
+    ref = model(**inp)
+    keys = list(model.state_dict())
+    assert model.enable_cpu_weight_packing() > 0
+    assert list(model.state_dict()) == keys
+    assert _rel(model(**inp), ref) <= 1e-2

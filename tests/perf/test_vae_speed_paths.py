@@ -102,3 +102,20 @@ def test_decode_nograd_equals_grad_and_bf16_runs():
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     assert ((out.float() - plain).abs().max() / plain.abs().max()) < 5e-2
     assert enc.shape == (1, 16, 3, 4, 4) and enc.dtype == torch.bfloat16
+
+
+def test_models_built_under_inference_mode_run_their_cached_fast_paths():
+    """Inference tensors have no version counter; the folded-kernel and packed-weight caches must not need one."""
+    from hyvideo.ops.linear import pack_linear_weights  # noqa: PLC0415
+
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        conv = CausalConv3d(4, 5, kernel_size=3)  # weights are inference tensors
+        x = torch.randn(1, 4, 3, 6, 6)
+        ref = conv.conv(F.pad(x, conv.causal_padding, mode="replicate"))
+        torch.testing.assert_close(conv(x), ref, rtol=1e-5, atol=1e-5)  # folded front frames, cached
+        torch.testing.assert_close(conv(x), ref, rtol=1e-5, atol=1e-5)  # cache hit
+        lin = torch.nn.Sequential(torch.nn.Linear(8, 16)).bfloat16()
+        assert pack_linear_weights(lin) == 1
+        y = torch.randn(2, 8).bfloat16()
+        torch.testing.assert_close(lin(y), F.linear(y, lin[0].weight, lin[0].bias), rtol=1e-2, atol=1e-2)
