@@ -103,19 +103,11 @@ def measure(fns: dict[str, Callable[[], object]], device: torch.device, warmup: 
     return res
 
 
-def fixed_malloc(argv=None) -> None:
-    """Re-exec once with glibc's dynamic mmap threshold off, so freed activations leave the RSS.
-
-    Without this, glibc raises its mmap threshold after the first large free and keeps later activations in
-    the heap: the RSS high-water mark would then hide most of a model's peak. Affects this process only.
-    It also makes every allocation above 128 KiB an ``mmap`` with fresh page faults, which slows code that
-    allocates many mid-size (< 32 MiB) tensors: use :func:`peaks_in_child` to time with glibc's defaults.
-    """
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or argv is not None:
-        return
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_FIXED_MALLOC_ENV})
-
-
+# glibc with its dynamic mmap threshold off, so that freed activations leave the RSS. Without it glibc raises the
+# threshold after the first large free and keeps later activations in the heap, and the RSS high-water mark would
+# hide most of a model's peak. It also makes every allocation above 128 KiB an ``mmap`` with fresh page faults,
+# which slows code that allocates many mid-size tensors, so timing runs with glibc's defaults and only the
+# memory child (peaks_in_child) uses this.
 _FIXED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 _MEMORY_CHILD = "HYVIDEO_BENCH_MEMORY_CHILD"
 
@@ -131,7 +123,7 @@ def report_peaks(res: dict[str, dict]) -> None:
 
 
 def peaks_in_child() -> dict[str, int]:
-    """Peak RSS per implementation, measured by this script re-run in a child with :func:`fixed_malloc`'s env.
+    """Peak RSS per implementation, measured by this script re-run in a child with ``_FIXED_MALLOC_ENV``.
 
     Timing runs in the parent with glibc's default allocator (what users run); the RSS high-water mark is
     only meaningful when freed memory leaves the RSS, so the child re-runs the same arguments with the fixed

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_dit import DTYPES, fixed_malloc, machine, rel_err  # noqa: E402
+from bench_dit import DTYPES, machine, rel_err  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIT = dict(hidden_size=768, heads_num=12, mm_double_blocks_depth=2, mm_single_blocks_depth=4,
@@ -118,7 +118,6 @@ def main() -> None:
     ap.add_argument("--thresholds", type=float, nargs="*", default=[0.1, 0.15, 0.2])
     ap.add_argument("--skip-diffusers", action="store_true")
     args = ap.parse_args()
-    fixed_malloc()
     from hyvideo.cache import disable_step_cache, enable_step_cache  # noqa: PLC0415
     from hyvideo.diffusion.flow_matching import get_sigmas  # noqa: PLC0415
     from hyvideo.diffusion.sampler import euler_sample  # noqa: PLC0415

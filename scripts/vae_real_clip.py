@@ -66,17 +66,21 @@ def mem_available_gib() -> float:
     return float("inf")
 
 
-def log_tiles(module: torch.nn.Module, what: str) -> None:
-    """Print one stderr line per call of ``module`` (one call per tile when tiling) with the elapsed time."""
+def log_tiles(vae: torch.nn.Module, method: str, what: str) -> None:
+    """Print one stderr line per call of ``vae.<method>`` (``_encode_tile`` / ``_decode_tile``: one call per
+    tile when tiling, whichever decoder walk runs) with the elapsed time."""
     state = {"n": 0, "t0": time.perf_counter()}
+    fn = getattr(vae, method)
 
-    def hook(_mod, _inp, out):
+    def timed(*args, **kwargs):
+        out = fn(*args, **kwargs)
         state["n"] += 1
         elapsed = time.perf_counter() - state["t0"]
         print(f"  {what} call {state['n']} done ({tuple(out.shape)}), {elapsed:.0f} s after model load",
               file=sys.stderr, flush=True)
+        return out
 
-    module.register_forward_hook(hook)
+    setattr(vae, method, timed)
 
 
 def bundled_clip(name: str = "bigbuckbunny.mp4") -> Path:
@@ -109,8 +113,10 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict:
     else:
         vae = AutoencoderKLCausal3D.from_config(args.config).to(dtype).eval()
     vae.requires_grad_(False).enable_tiling(mode == "tiled")
-    log_tiles(vae.encoder, "encode")
-    log_tiles(vae.decoder, "decode")
+    if args.walk != "default":
+        vae.enable_lean_decode(args.walk == "lean")
+    log_tiles(vae, "_encode_tile", "encode")
+    log_tiles(vae, "_decode_tile", "decode")
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     x = load_pixels(Path(args.video), args.frames, size)
     with torch.no_grad(), PeakRSS() as mem:
@@ -138,6 +144,8 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="released vae/pytorch_model.pt (config.json beside it)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--modes", default="tiled,untiled")
+    p.add_argument("--walk", choices=["default", "lean", "plain"], default="default",
+                   help="decoder walk: default (lean on CPU), or force the lean / plain module walk")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-untiled-gib", type=float, default=None,
                    help="skip the untiled run when its estimated peak exceeds this (default: 0.8 x MemAvailable)")

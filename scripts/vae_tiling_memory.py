@@ -66,7 +66,7 @@ class PeakRSS:
 
 
 def run_case(config: str, mode: str, frames: int, height: int, width: int, threads: int,
-             tile_px: int | None = None, tile_frames: int | None = None) -> dict:
+             tile_px: int | None = None, tile_frames: int | None = None, walk: str = "default") -> dict:
     """Decode one random latent in this process; return timing and peak-RSS numbers."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -74,6 +74,8 @@ def run_case(config: str, mode: str, frames: int, height: int, width: int, threa
     vae.tile_sample_min_size = tile_px or vae.tile_sample_min_size
     vae.tile_sample_min_tsize = tile_frames or vae.tile_sample_min_tsize
     vae.enable_tiling(mode == "tiled")
+    if walk != "default":
+        vae.enable_lean_decode(walk == "lean")
     z = torch.randn(1, vae.latent_channels, (frames - 1) // 4 + 1, height // 8, width // 8)
     with torch.no_grad(), PeakRSS() as mem:
         t0 = time.perf_counter()
@@ -93,18 +95,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tile-px", type=int, help="spatial tile side in px (default: the config's sample_size)")
     p.add_argument("--tile-frames", type=int, help="temporal tile, frames (default: config's sample_tsize)")
+    p.add_argument("--walk", choices=["default", "lean", "plain"], default="default",
+                   help="decoder walk: default (lean on CPU), or force the lean / plain module walk")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: "mode:TxHxW", run one case and print JSON
     args = p.parse_args()
     if args.case:
         mode, size = args.case.split(":")
         t, h, w = (int(v) for v in size.split("x"))
-        print(json.dumps(run_case(args.config, mode, t, h, w, args.threads, args.tile_px, args.tile_frames)))
+        print(json.dumps(run_case(args.config, mode, t, h, w, args.threads, args.tile_px, args.tile_frames,
+                                         args.walk)))
         return
 
     cfg = json.loads(Path(args.config).read_text())
     tile_px, tile_frames = args.tile_px or cfg["sample_size"], args.tile_frames or cfg["sample_tsize"]
     print(f"config {args.config}; tiles {tile_px} px / {tile_frames} frames, overlap 0.25; float32; "
-          f"threads {args.threads}; peak = peak RSS during decode minus RSS before it")
+          f"threads {args.threads}; decoder walk {args.walk}; peak = peak RSS during decode minus RSS before it")
     print(f"{'frames':>6} {'H x W':>11} {'mode':>8} {'peak RSS delta':>15} {'output':>10} {'time':>8}")
     for size in args.cases.split(","):
         t, h, w = (int(v) for v in size.split("x"))
@@ -114,7 +119,8 @@ def main() -> None:
                 print(f"{cells} {'skipped (> --max-untiled-pixels)':>36}", flush=True)
                 continue
             cmd = [sys.executable, __file__, "--config", args.config, "--threads", str(args.threads),
-                   "--tile-px", str(tile_px), "--tile-frames", str(tile_frames), "--case", f"{mode}:{size}"]
+                   "--tile-px", str(tile_px), "--tile-frames", str(tile_frames), "--walk", args.walk,
+                   "--case", f"{mode}:{size}"]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 err = res.stderr.strip().splitlines()[-1:]

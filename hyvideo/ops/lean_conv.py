@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyvideo.vae.causal_conv import polyphase_kernel
+from hyvideo.vae.causal_conv import FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, polyphase_kernel
 
 DEFAULT_CHUNK_FRAMES = 2
 
@@ -86,8 +86,8 @@ def _like_input(x, out: FrameChunks) -> torch.Tensor | FrameChunks:
 def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: int = DEFAULT_CHUNK_FRAMES):
     """GroupNorm of ``x`` as per-(sample, channel) statistics, for :func:`norm_act` on frame chunks.
 
-    Statistics over ``[C / G, T, H, W]`` per group in one pass: float32 ``var_mean`` per frame chunk, merged
-    in float64 (Chan et al.'s parallel variance), biased variance as ``nn.GroupNorm``.
+    Statistics over ``[C / G, T, H, W]`` per group in one pass: float32 mean and variance per frame chunk,
+    merged in float64 (Chan et al.'s parallel variance), biased variance as ``nn.GroupNorm``.
 
     Returns:
         ``(mean, var, weight, bias, eps)``; the first four ``[B * C]`` float32, for ``F.batch_norm`` over
@@ -99,10 +99,15 @@ def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: 
     count = torch.zeros((), dtype=torch.float64)
     mean = torch.zeros(b, g, dtype=torch.float64, device=xs.device)
     m2 = torch.zeros_like(mean)
+    ones = torch.ones(b * g, device=xs.device)  # float32 affine: the mixed-type kernel keeps float32 statistics
+    zeros = torch.zeros(b * g, device=xs.device)
     for piece in xs.chunks:
-        xc = piece.float().reshape(b, g, -1)
-        var_c, mean_c = torch.var_mean(xc, dim=-1, correction=0)
-        n_c = float(xc.shape[-1])
+        flat = piece.reshape(1, b * g, -1)
+        # Per-(sample, group) mean and 1/std of this chunk, accumulated in float32 straight from x's dtype (a
+        # training-mode batch norm over [1, B * G, N]): 4x faster than var_mean on a float32 copy.
+        _, mean_c, invstd_c = torch.native_batch_norm(flat, ones, zeros, None, None, True, 0.0, 0.0)
+        mean_c, var_c = mean_c.view(b, g), invstd_c.double().pow(-2).view(b, g)
+        n_c = float(flat.shape[-1])
         delta = mean_c.double() - mean
         tot = count + n_c
         mean = mean + delta * (n_c / tot)
@@ -143,21 +148,27 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
         after: optional ``(s, e)`` callback once output chunk ``[s, e)`` exists (e.g. release inputs).
 
     Returns:
-        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``.
+        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``. The
+        first chunk of a k_t = 3 replicate-padded conv runs as
+        :func:`hyvideo.vae.causal_conv.causal_conv_folded_front` (no padded front frames are convolved).
     """
     c3 = conv.conv
     if c3.stride != (1, 1, 1):
         raise ValueError(f"causal_conv_chunked needs a stride-1 conv, got stride {c3.stride}")
     pw, _, ph, _, pt, _ = conv.causal_padding
+    fold_front = c3.kernel_size[0] == 3 and conv.pad_mode == "replicate"  # as CausalConv3d.forward does
     out = []
     for s, e in zip(bounds[:-1], bounds[1:]):
-        a = max(s - pt, 0)
-        xi = make_input(a, e)
-        front = pt - (s - a)  # replicate frames in front only for the first chunk(s)
-        if pw or ph or front:
-            xi = F.pad(xi, (pw, pw, ph, ph, front, 0), mode=conv.pad_mode)
-        y = F.conv3d(xi, c3.weight, c3.bias)
-        del xi
+        if s == 0 and fold_front and e <= FOLD_FRONT_MAX_FRAMES:  # replicated front frames folded into the kernel
+            y = causal_conv_folded_front(make_input(0, e), c3, conv.causal_padding[:4])
+        else:
+            a = max(s - pt, 0)
+            xi = make_input(a, e)
+            front = pt - (s - a)  # replicate frames in front only for the first chunk(s)
+            if pw or ph or front:
+                xi = F.pad(xi, (pw, pw, ph, ph, front, 0), mode=conv.pad_mode)
+            y = F.conv3d(xi, c3.weight, c3.bias)
+            del xi
         out.append(finish(s, e, y) if finish is not None else y)
         if after is not None:
             after(s, e)

@@ -101,3 +101,22 @@ def test_vae_decode_with_lean_walk_equals_plain(tiled):
     z.requires_grad_(True)  # with autograd the plain modules run (the lean walk is inference-only)
     vae.decode(z).sample.sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_lean_decode_is_the_cpu_default(monkeypatch):
+    import hyvideo.vae.autoencoder as ae
+
+    calls = []
+    real = ae.decoder_forward_lean
+    monkeypatch.setattr(ae, "decoder_forward_lean", lambda *a, **k: calls.append(1) or real(*a, **k))
+    vae = _randomize(ae.AutoencoderKLCausal3D.from_config(Path(__file__).resolve().parents[2] / "configs" / "vae_tiny.json"))
+    z = torch.randn(1, 16, 2, 4, 4)
+    with torch.no_grad():
+        vae.decode(z)  # default (None): lean on CPU
+        assert calls == [1]
+        vae.enable_lean_decode(False)
+        vae.decode(z)
+        assert calls == [1]
+        vae.enable_lean_decode(None)  # back to the default
+        vae.decode(z)
+    assert calls == [1, 1]
