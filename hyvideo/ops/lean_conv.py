@@ -156,11 +156,20 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
     if c3.stride != (1, 1, 1):
         raise ValueError(f"causal_conv_chunked needs a stride-1 conv, got stride {c3.stride}")
     pw, _, ph, _, pt, _ = conv.causal_padding
-    fold_front = c3.kernel_size[0] == 3 and conv.pad_mode == "replicate"  # as CausalConv3d.forward does
+    replicate = conv.pad_mode == "replicate"
+    fold_front = c3.kernel_size[0] == 3 and replicate  # as CausalConv3d.forward does
     out = []
+    context = None  # replicate: the previous chunk's padded input; its last pt frames precede this chunk
     for s, e in zip(bounds[:-1], bounds[1:]):
         if s == 0 and fold_front and e <= FOLD_FRONT_MAX_FRAMES:  # replicated front frames folded into the kernel
-            y = causal_conv_folded_front(make_input(0, e), c3, conv.causal_padding[:4])
+            xi = make_input(0, e)
+            y = causal_conv_folded_front(xi, c3, conv.causal_padding[:4])
+            context = F.pad(xi[:, :, -pt:], (pw, pw, ph, ph, 0, 0), mode="replicate") if e >= pt else None
+        elif replicate and context is not None and context.shape[2] >= pt:
+            # only this chunk's own frames are built; the pt context frames are reused, already padded
+            xi = _padded_after(context[:, :, context.shape[2] - pt:], make_input(s, e), ph, pw)
+            y = F.conv3d(xi, c3.weight, c3.bias)
+            context = xi
         else:
             a = max(s - pt, 0)
             xi = make_input(a, e)
@@ -168,11 +177,32 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
             if pw or ph or front:
                 xi = F.pad(xi, (pw, pw, ph, ph, front, 0), mode=conv.pad_mode)
             y = F.conv3d(xi, c3.weight, c3.bias)
-            del xi
+            context = xi if replicate else None
+        del xi
         out.append(finish(s, e, y) if finish is not None else y)
         if after is not None:
             after(s, e)
     return FrameChunks(out)
+
+
+def _padded_after(context: torch.Tensor, x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """``cat([context, replicate_pad_hw(x)], 2)`` built in one buffer with one copy of x.
+
+    context ``[B, C, p, H + 2 ph, W + 2 pw]`` (already padded), x ``[B, C, n, H, W]`` -> ``[B, C, p + n, ...]``.
+    """
+    b, c, n, h, w = x.shape
+    p = context.shape[2]
+    buf = x.new_empty(b, c, p + n, h + 2 * ph, w + 2 * pw)
+    buf[:, :, :p].copy_(context)
+    body = buf[:, :, p:]
+    body[:, :, :, ph: ph + h, pw: pw + w].copy_(x)
+    if pw:
+        body[:, :, :, ph: ph + h, :pw].copy_(x[..., :1].expand(-1, -1, -1, -1, pw))
+        body[:, :, :, ph: ph + h, pw + w:].copy_(x[..., -1:].expand(-1, -1, -1, -1, pw))
+    if ph:
+        body[:, :, :, :ph].copy_(body[:, :, :, ph: ph + 1].expand(-1, -1, -1, ph, -1))
+        body[:, :, :, ph + h:].copy_(body[:, :, :, ph + h - 1: ph + h].expand(-1, -1, -1, ph, -1))
+    return buf
 
 
 @torch.no_grad()
