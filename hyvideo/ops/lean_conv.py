@@ -150,7 +150,9 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
     Returns:
         The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``. The
         first chunk of a k_t = 3 replicate-padded conv runs as
-        :func:`hyvideo.vae.causal_conv.causal_conv_folded_front` (no padded front frames are convolved).
+        :func:`hyvideo.vae.causal_conv.causal_conv_folded_front` (no padded front frames are convolved); with
+        replicate padding each later chunk takes its context frames from the previous chunk's padded input, so
+        ``make_input`` builds every frame once.
     """
     c3 = conv.conv
     if c3.stride != (1, 1, 1):
