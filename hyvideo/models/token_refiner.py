@@ -9,7 +9,7 @@ from torch import nn
 from hyvideo.models.embeddings import TextProjection, TimestepEmbedder
 from hyvideo.models.norms import gate
 from hyvideo.ops.attention import attention
-from hyvideo.ops.linear import fused_linear, fusable, gelu_of
+from hyvideo.ops.linear import fused_linear, gelu_of
 
 
 class MLP(nn.Module):
@@ -24,7 +24,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[..., dim]`` -> ``[..., dim]``; a GELU is fused into fc1's GEMM where that applies (CPU bf16)."""
         approximate = gelu_of(self.act)
-        if approximate is not None and fusable(x, self.fc1):
+        if approximate is not None:  # fused_linear falls back to gelu(fc1(x)) where it cannot fuse
             return self.fc2(fused_linear(x, self.fc1, gelu=approximate))
         return self.fc2(self.act(self.fc1(x)))
 

@@ -167,7 +167,7 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
             xi = make_input(0, e)
             y = causal_conv_folded_front(xi, c3, conv.causal_padding[:4])
             context = F.pad(xi[:, :, -pt:], (pw, pw, ph, ph, 0, 0), mode="replicate") if e >= pt else None
-        elif replicate and context is not None and context.shape[2] >= pt:
+        elif context is not None:  # set only with replicate padding, and always holds >= pt frames
             # only this chunk's own frames are built; the pt context frames are reused, already padded
             xi = _padded_after(context[:, :, context.shape[2] - pt:], make_input(s, e), ph, pw)
             y = F.conv3d(xi, c3.weight, c3.bias)
@@ -335,8 +335,8 @@ def rechunk(x: FrameChunks, frames: int) -> FrameChunks:
 
 
 # A chunk of 2 frames of the released decoder's widest full-resolution stage (128 channels, 256 x 256 px tiles):
-# 17 x 256 x 256 bf16 decode peaks at 966 MiB with 2 such frames per chunk (1280 MiB with 4). Narrower or
-# lower-resolution stages get proportionally more frames per chunk (fewer, larger convs).
+# a 17 x 256 x 256 bf16 decode peaks at ~1020 MiB (bench_vae.py; 1 or 4 frames per chunk ran no faster).
+# Narrower or lower-resolution stages get proportionally more frames per chunk (fewer, larger convs).
 DEFAULT_CHUNK_ELEMENTS = 2 * 128 * 256 * 256
 
 

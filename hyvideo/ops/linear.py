@@ -95,6 +95,11 @@ def fused_linear(x: torch.Tensor, linear: nn.Module, rows: tuple[int, int] | Non
     """
     if gelu is not None and gelu not in _GELU_MODES:
         raise ValueError(f"gelu must be None or one of {_GELU_MODES}, got {gelu!r}")
+    if not plain_linear(linear):  # FP8 / DTensor / wrapped weights: the module's own forward
+        if rows is not None:
+            raise ValueError(f"rows= needs a plain nn.Linear, got {type(linear).__name__}")
+        y = linear(x)
+        return y if gelu is None else F.gelu(y, approximate=gelu)
     w, b = linear.weight, linear.bias
     if rows is not None:
         w, b = w[rows[0]: rows[1]], (None if b is None else b[rows[0]: rows[1]])
@@ -103,12 +108,7 @@ def fused_linear(x: torch.Tensor, linear: nn.Module, rows: tuple[int, int] | Non
             w = linear.packed(rows)
         attr, algorithm = ("none", "") if gelu is None else ("gelu", gelu)
         return torch.ops.mkldnn._linear_pointwise(x, w if w.is_mkldnn else w.contiguous(), b, attr, [], algorithm)
-    if plain_linear(linear):
-        y = F.linear(x, w, b)
-    elif rows is None:
-        y = linear(x)  # FP8 / DTensor / wrapped weights: the module's own forward
-    else:
-        raise ValueError(f"rows= needs a plain nn.Linear, got {type(linear).__name__}")
+    y = F.linear(x, w, b)
     return y if gelu is None else F.gelu(y, approximate=gelu)
 
 
