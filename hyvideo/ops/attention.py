@@ -104,7 +104,7 @@ def _gemm_attention(q, k, v, key_mask) -> torch.Tensor:
     GEMMs only span its valid keys. Queries go in chunks of at most GEMM_SCORE_ELEMENTS / L_k rows.
     """
     b, lq, h, d = q.shape
-    out = q.new_empty(b, h, lq, d)
+    out = q.new_empty(b, lq, h, d)  # GEMMs write each head's [rows, D_h] strided block in place: no transpose copy
     q = q * (1.0 / math.sqrt(d))  # scale the [L_q, D_h] queries, not the [L_q, L_k] scores
     for i in range(b):
         k_i, v_i = k[i], v[i]
@@ -116,8 +116,8 @@ def _gemm_attention(q, k, v, key_mask) -> torch.Tensor:
             k_ij, v_ij = k_i[:, j], v_i[:, j]
             for r in range(0, lq, rows):
                 scores = F.linear(q[i, r : r + rows, j], k_ij)  # [rows, L_k]; F.linear beats mm(q, k.t()) here
-                torch.mm(scores.softmax(-1), v_ij, out=out[i, j, r : r + rows])
-    return out.transpose(1, 2)
+                torch.mm(scores.softmax(-1), v_ij, out=out[i, r : r + rows, j])
+    return out
 
 
 def _flash_varlen(q, k, v, key_mask):

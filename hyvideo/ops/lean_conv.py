@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyvideo.vae.causal_conv import FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, polyphase_kernel
+from hyvideo.vae.causal_conv import (
+    FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, pointwise_conv3d, polyphase_kernel)
 
 DEFAULT_CHUNK_FRAMES = 2
 
@@ -244,7 +245,7 @@ def resnet_lean(block: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DE
 
     def after1(s, e):
         if short is not None:
-            residual.append(F.conv3d(xs.frames(s, e), short.conv.weight, short.conv.bias))
+            residual.append(pointwise_conv3d(xs.frames(s, e), short.conv.weight, short.conv.bias))
             if inplace:
                 xs.release_before(e - keep)
         else:

@@ -76,9 +76,26 @@ class CausalConv3d(nn.Module):
         if (c.kernel_size[0] == 3 and c.stride[0] == 1 and self.pad_mode == "replicate"
                 and x.shape[2] <= FOLD_FRONT_MAX_FRAMES):
             return causal_conv_folded_front(x, c, self.causal_padding[:4])
+        if c.kernel_size == (1, 1, 1) and c.stride == (1, 1, 1) and c.groups == 1:
+            return pointwise_conv3d(x, c.weight, c.bias)
         if any(self.causal_padding):
             x = F.pad(x, self.causal_padding, mode=self.pad_mode)
         return self.conv(x)
+
+
+def pointwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1x1, stride-1 conv as one GEMM per sample: ``weight[C_out, C_in] @ x[C_in, T H W] (+ bias)``.
+
+    x ``[B, C_in, T, H, W]`` (frames of a larger chunk are fine: ``flatten`` keeps it a view) ->
+    ``[B, C_out, T, H, W]``, contiguous. Same linear map as ``F.conv3d``; on CPU in bf16 2.7x faster than
+    oneDNN's 1x1x1 conv (256 -> 128 channels, one 256 x 256 frame: 26 vs 72 ms), which copies such inputs
+    and runs the pointwise product as a small-tile conv. Differentiable.
+    """
+    b, _, t, h, w = x.shape
+    out = torch.matmul(weight.flatten(1), x.flatten(2))  # [B, C_out, T H W]
+    if bias is not None:
+        out = out.add_(bias[:, None]) if not torch.is_grad_enabled() else out + bias[:, None]
+    return out.view(b, -1, t, h, w)
 
 
 # Saving one frame-conv of T pays for the extra output concat at short clips only: bf16, 1 CPU thread, 128-512
