@@ -128,3 +128,16 @@ def test_packed_dit_matches_unpacked():
     assert model.enable_cpu_weight_packing() > 0
     assert list(model.state_dict()) == keys
     assert _rel(model(**inp), ref) <= 1e-2
+
+
+def test_patch_embed_is_the_strided_conv_with_contiguous_tokens():
+    from hyvideo.models.embeddings import PatchEmbed3D
+
+    torch.manual_seed(0)
+    emb = PatchEmbed3D((1, 2, 2), 16, 32).double()
+    x = torch.randn(2, 16, 3, 8, 6, dtype=torch.float64)
+    ref = emb.proj(x).flatten(2).transpose(1, 2)  # the released formulation: [B, L, D], t-major then h, w
+    out = emb(x)
+    # contiguous tokens: a transposed view made every later op on the image tokens several times slower
+    assert out.is_contiguous() and out.shape == ref.shape == (2, 3 * 4 * 3, 32)
+    assert torch.allclose(out, ref, rtol=0, atol=1e-12)

@@ -119,3 +119,21 @@ def test_models_built_under_inference_mode_run_their_cached_fast_paths():
         assert pack_linear_weights(lin) == 1
         y = torch.randn(2, 8).bfloat16()
         torch.testing.assert_close(lin(y), F.linear(y, lin[0].weight, lin[0].bias), rtol=1e-2, atol=1e-2)
+
+
+def test_pointwise_conv_is_the_1x1x1_conv_and_takes_frame_views():
+    torch.manual_seed(0)
+    conv = CausalConv3d(6, 4, kernel_size=1)
+    chunk = torch.randn(2, 6, 5, 7, 9, dtype=torch.float64)
+    x = chunk[:, :, 1:3]  # frames of a larger chunk: a non-contiguous view, as the lean walk passes them
+    conv = conv.double()
+    ref = F.conv3d(x.contiguous(), conv.conv.weight, conv.conv.bias)
+    with torch.no_grad():
+        out = conv(x)
+    assert out.shape == (2, 4, 2, 7, 9) and out.is_contiguous()
+    assert torch.allclose(out, ref, rtol=0, atol=1e-12)
+    xg = x.clone().requires_grad_(True)  # differentiable (training runs the same op)
+    conv(xg).square().sum().backward()
+    xr = x.clone().requires_grad_(True)
+    F.conv3d(xr, conv.conv.weight, conv.conv.bias).square().sum().backward()
+    assert torch.allclose(xg.grad, xr.grad, rtol=0, atol=1e-10)
