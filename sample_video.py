@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-path", default="./results")
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    # hyvideo.ops.attention.BACKENDS, spelled out so that parsing does not import torch (a test keeps them equal)
     p.add_argument("--attn-backend", default="auto", choices=["auto", "sdpa", "flash", "gemm", "naive"])
     # speed and memory (hyvideo.parallel.sequence_parallel, hyvideo.cache, hyvideo.quant, hyvideo.offload)
     p.add_argument("--ulysses-degree", type=int, default=1,

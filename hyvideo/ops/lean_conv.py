@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyvideo.vae.causal_conv import (
-    FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, pointwise_conv3d, polyphase_kernel)
+from hyvideo.vae.causal_conv import FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, polyphase_kernel
 
 DEFAULT_CHUNK_FRAMES = 2
 
@@ -245,7 +244,7 @@ def resnet_lean(block: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DE
 
     def after1(s, e):
         if short is not None:
-            residual.append(pointwise_conv3d(xs.frames(s, e), short.conv.weight, short.conv.bias))
+            residual.append(short(xs.frames(s, e)))  # 1x1x1: CausalConv3d runs it as one GEMM (pointwise_conv3d)
             if inplace:
                 xs.release_before(e - keep)
         else:

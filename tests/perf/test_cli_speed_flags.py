@@ -38,3 +38,10 @@ def test_invalid_ulysses_degree_exits_2_with_message(tiny_ckpts, tmp_path, capsy
                             "--save-path", str(tmp_path)])  # valid degree, but no torchrun: world size 1
     assert rc == 2
     assert "not divisible by the sequence-parallel degree 2" in capsys.readouterr().err
+
+
+def test_attn_backend_choices_are_the_attention_backends():
+    from hyvideo.ops.attention import BACKENDS
+
+    action = next(a for a in sample_video.build_parser()._actions if a.dest == "attn_backend")
+    assert tuple(action.choices) == BACKENDS
