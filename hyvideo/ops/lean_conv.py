@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyvideo.ops import winograd
 from hyvideo.vae.causal_conv import FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, polyphase_kernel
 
 DEFAULT_CHUNK_FRAMES = 2
@@ -148,7 +149,8 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
         after: optional ``(s, e)`` callback once output chunk ``[s, e)`` exists (e.g. release inputs).
 
     Returns:
-        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``. The
+        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``. Each
+        conv runs as :func:`hyvideo.ops.winograd.conv3d` (Winograd where usable, else ``F.conv3d``); otherwise the
         first chunk of a k_t = 3 replicate-padded conv runs as
         :func:`hyvideo.vae.causal_conv.causal_conv_folded_front` (no padded front frames are convolved); with
         replicate padding each later chunk takes its context frames from the previous chunk's padded input, so
@@ -163,22 +165,25 @@ def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.
     out = []
     context = None  # replicate: the previous chunk's padded input; its last pt frames precede this chunk
     for s, e in zip(bounds[:-1], bounds[1:]):
-        if s == 0 and fold_front and e <= FOLD_FRONT_MAX_FRAMES:  # replicated front frames folded into the kernel
+        xi, fold = None, s == 0 and fold_front and e <= FOLD_FRONT_MAX_FRAMES
+        if fold:  # replicated front frames folded into the kernel, unless Winograd takes the padded frames
             xi = make_input(0, e)
+            fold = not winograd.winograd_usable(xi, c3)
+        if fold:
             y = causal_conv_folded_front(xi, c3, conv.causal_padding[:4])
             context = F.pad(xi[:, :, -pt:], (pw, pw, ph, ph, 0, 0), mode="replicate") if e >= pt else None
         elif context is not None:  # set only with replicate padding, and always holds >= pt frames
             # only this chunk's own frames are built; the pt context frames are reused, already padded
             xi = _padded_after(context[:, :, context.shape[2] - pt:], make_input(s, e), ph, pw)
-            y = F.conv3d(xi, c3.weight, c3.bias)
+            y = winograd.conv3d(xi, c3)
             context = xi
         else:
             a = max(s - pt, 0)
-            xi = make_input(a, e)
+            xi = make_input(a, e) if xi is None else xi  # (a = 0 when the first chunk was built above)
             front = pt - (s - a)  # replicate frames in front only for the first chunk(s)
             if pw or ph or front:
                 xi = F.pad(xi, (pw, pw, ph, ph, front, 0), mode=conv.pad_mode)
-            y = F.conv3d(xi, c3.weight, c3.bias)
+            y = winograd.conv3d(xi, c3)
             context = xi if replicate else None
         del xi
         out.append(finish(s, e, y) if finish is not None else y)

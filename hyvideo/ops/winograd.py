@@ -1,0 +1,137 @@
+"""Winograd F(2x2, 3x3) for the VAE decoder's 3x3x3 causal convs on CPU in bfloat16 (inference only).
+
+Each output frame is ``sum_t conv2d(x_{f+t}, w_t)`` over the 3 time taps; the 3x3 spatial part runs as
+Winograd's minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+CVPR 2016): 16 multiplies per 2x2 outputs instead of 36, so the GEMMs do 2.25x fewer FLOPs than a direct conv.
+Per tile row slab the input tiles are transformed once (``V = B^T d B``, 16 planes ``[tiles, T', C_in]``), each
+output frame is 16 GEMMs ``V[xi][:, f:f+3] @ U[xi]^T`` with the 3 time taps concatenated along K = 3 C_in
+(oneDNN, through ``torch.mm``), and ``A^T M A + bias`` is written into the ``[C_out, H, W]`` frame. The two
+transforms are a small C++ extension (``csrc/winograd.cpp``) built on first use with
+``torch.utils.cpp_extension`` (a C++ compiler and ninja; ~20 s once, cached).
+
+Opt-in: set ``HYVIDEO_WINOGRAD=1`` to use it in the lean VAE decode (:mod:`hyvideo.ops.lean_conv`); otherwise,
+or when the extension cannot be built (one warning), :func:`winograd_usable` is False and ``F.conv3d`` runs.
+Measured (docs/benchmarks.md section 2): released decoder, 17 x 256 x 256, bf16, 2 threads: ~0.85-0.9x the
+decode time of the default lean walk. Not the default because of the error: the transformed inputs and the
+GEMM results are rounded to bfloat16, so each conv is ~2x further from float32 than oneDNN's direct bf16 conv
+(4.5e-3 vs 2.1e-3 of the output's max), and the decoded video differs from the direct bf16 decode by ~2-5e-2
+of its max (random weights, 25 convs deep).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hyvideo.vae.causal_conv import cached_weight_fold
+
+log = logging.getLogger(__name__)
+# F(2x2, 3x3) matrices (Lavin & Gray): U = G g G^T, V = B^T d B, Y = A^T (U * V) A.
+_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+# Largest transformed-input slab [16, tiles, T', C_in] in elements (16 MiB in bf16): allocations below glibc's
+# mmap threshold are reused from the heap instead of being page-faulted in on every call.
+SLAB_ELEMENTS = 1 << 23
+# Measured per conv (bf16, 2 threads, docs/benchmarks.md): 0.53-0.78x oneDNN's direct conv time at 256 and 512
+# output channels, 0.96-1.0x at 128 (the transforms cost about what the GEMMs save); used from 128 up, since
+# the whole decode ran faster with the 128-channel stage included (42.7-43.7 s vs 44.3-47.3 s).
+MIN_OUT_CHANNELS = 128
+_EXT: bool | None = None
+
+
+def _load() -> bool:
+    """Build / load the C++ transforms once; False (with one warning) when that is not possible."""
+    global _EXT
+    if _EXT is None:
+        _EXT = False
+        if os.environ.get("HYVIDEO_WINOGRAD", "0") == "1" and torch.backends.mkldnn.is_available():
+            try:
+                from torch.utils.cpp_extension import load  # noqa: PLC0415
+
+                load(name="hyvideo_winograd", sources=[str(Path(__file__).parent / "csrc" / "winograd.cpp")],
+                     extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                     is_python_module=False, verbose=False)
+                _EXT = True
+            except Exception as e:  # no compiler / ninja: keep the direct conv
+                log.warning("Winograd VAE convs unavailable (%s: %s); using F.conv3d", type(e).__name__, e)
+    return _EXT
+
+
+def winograd_usable(x: torch.Tensor, conv: nn.Conv3d) -> bool:
+    """True where :func:`conv3d_winograd` may replace ``F.conv3d(x, conv.weight, conv.bias)``.
+
+    x is the input ``[B, C_in, T, H, W]``, padded or not (padding by 1 keeps H and W even): CPU bfloat16
+    inference, a 3x3x3 stride-1 ungrouped kernel with at least :data:`MIN_OUT_CHANNELS` outputs, even H and W,
+    and the extension built.
+    """
+    if x.device.type != "cpu" or x.dtype != torch.bfloat16 or conv.weight.dtype != torch.bfloat16:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad):
+        return False
+    if conv.kernel_size != (3, 3, 3) or conv.stride != (1, 1, 1) or conv.groups != 1 or conv.dilation != (1, 1, 1):
+        return False
+    if conv.padding != (0, 0, 0) or conv.out_channels < MIN_OUT_CHANNELS:
+        return False
+    h, w = x.shape[-2:]
+    return x.dim() == 5 and h >= 2 and w >= 4 and h % 2 == 0 and w % 2 == 0 and _load()
+
+
+def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``U = G g G^T`` per time tap: weight ``[C_out, C_in, 3, 3, 3]`` -> ``[16, C_out, 3 C_in]`` float32.
+
+    Row ``xi = 4 a + b`` holds the (a, b) element of each 4x4 transformed kernel; K index ``t C_in + c``.
+    """
+    c_out, c_in = weight.shape[:2]
+    g = torch.tensor(_G, dtype=torch.float32, device=weight.device)
+    u = torch.einsum("ak,bl,octkl->aboct", g, g, weight.float())  # [4, 4, C_out, C_in, 3]
+    return u.reshape(16, c_out, c_in, 3).permute(0, 1, 3, 2).reshape(16, c_out, 3 * c_in).contiguous()
+
+
+def conv3d_winograd(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Valid 3x3x3 conv of a padded input by Winograd F(2x2, 3x3).
+
+    Args:
+        x: ``[B, C_in, T + 2, H + 2, W + 2]`` bfloat16 on CPU (already padded; H, W even).
+        u: ``[16, C_out, 3 C_in]`` bfloat16 from :func:`winograd_weight`.
+        bias: ``[C_out]`` or None.
+
+    Returns:
+        ``[B, C_out, T, H, W]`` bfloat16; equals ``F.conv3d(x, weight, bias)`` within bf16 rounding.
+
+    Raises:
+        RuntimeError: the extension is not built (check :func:`winograd_usable` first) or the shapes disagree.
+    """
+    if not _load():
+        raise RuntimeError("the Winograd extension is not available; use F.conv3d")
+    ops = torch.ops.hyvideo_winograd
+    b, c, tp, hp, wp = x.shape
+    t, h, w = tp - 2, hp - 2, wp - 2
+    tw, th = w // 2, h // 2
+    c_out = u.shape[1]
+    if u.shape != (16, c_out, 3 * c):
+        raise RuntimeError(f"Winograd weight {tuple(u.shape)} does not match {c} input channels")
+    out = x.new_empty(b, c_out, t, h, w)
+    rows = max(1, min(th, SLAB_ELEMENTS // (16 * tw * tp * c)))
+    for i in range(b):
+        xb = x[i].contiguous()
+        for r0 in range(0, th, rows):
+            n = min(rows, th - r0)
+            v = ops.input_transform(xb, r0, n).view(16, n * tw, tp * c)
+            m = x.new_empty(16, n * tw, c_out)
+            for f in range(t):
+                for k in range(16):
+                    torch.mm(v[k, :, f * c: (f + 3) * c], u[k].t(), out=m[k])
+                ops.output_transform(m, out[i, :, f], r0, bias)
+    return out
+
+
+def conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+    """``F.conv3d(x, conv.weight, conv.bias)`` (stride/padding of ``conv``), by Winograd where usable."""
+    if winograd_usable(x, conv):
+        u = cached_weight_fold(conv, "_winograd_u", x.dtype, lambda w: winograd_weight(w).to(x.dtype))
+        return conv3d_winograd(x, u, conv.bias)
+    return F.conv3d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)

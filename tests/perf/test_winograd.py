@@ -1,0 +1,98 @@
+"""Opt-in Winograd F(2x2, 3x3) VAE convs (hyvideo.ops.winograd) equal the direct conv within bf16 rounding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyvideo.ops import winograd
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+@pytest.fixture
+def enabled(monkeypatch):
+    """Winograd switched on (HYVIDEO_WINOGRAD=1) with every channel count; skips where it cannot be built."""
+    monkeypatch.setenv("HYVIDEO_WINOGRAD", "1")
+    monkeypatch.setattr(winograd, "_EXT", None)
+    monkeypatch.setattr(winograd, "MIN_OUT_CHANNELS", 1)
+    if not winograd._load():
+        pytest.skip("the Winograd C++ extension could not be built here (no compiler or ninja)")
+    yield
+    monkeypatch.setattr(winograd, "_EXT", None)
+
+
+@pytest.mark.parametrize("c_in,c_out,t,h,w,slab", [(40, 24, 3, 10, 12, winograd.SLAB_ELEMENTS),
+                                                   (8, 36, 1, 6, 4, winograd.SLAB_ELEMENTS),
+                                                   (33, 64, 2, 14, 8, 16 * 4 * 4 * 33)])
+def test_winograd_conv_equals_conv3d(enabled, monkeypatch, c_in, c_out, t, h, w, slab):
+    # channel counts off the kernels' 32-channel blocks, two samples, and (last case) several tile-row slabs
+    monkeypatch.setattr(winograd, "SLAB_ELEMENTS", slab)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c_in, t + 2, h + 2, w + 2, generator=g).bfloat16()
+    conv = torch.nn.Conv3d(c_in, c_out, 3).bfloat16().eval()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (27 * c_in) ** 0.5)
+    with torch.inference_mode():
+        assert winograd.winograd_usable(x, conv)
+        out = winograd.conv3d(x, conv)
+        direct = F.conv3d(x, conv.weight, conv.bias)
+        gold = F.conv3d(x.float(), conv.weight.float(), conv.bias.float())
+    assert out.shape == gold.shape == (2, c_out, t, h, w) and out.dtype == torch.bfloat16
+    err, err_direct = _rel(out, gold), _rel(direct, gold)
+    assert err <= 1e-2 and err <= 4 * err_direct, (err, err_direct)
+
+
+def test_winograd_weight_transform_matches_the_definition():
+    w = torch.randn(3, 2, 3, 3, 3, dtype=torch.float64)
+    u = winograd.winograd_weight(w)  # [16, C_out, 3 C_in], K = t C_in + c
+    g = torch.tensor(winograd._G, dtype=torch.float64)
+    for o, c, tt in [(0, 0, 0), (2, 1, 2), (1, 0, 1)]:
+        ref = (g @ w[o, c, tt] @ g.T).reshape(16)
+        assert torch.allclose(u[:, o, tt * 2 + c].double(), ref, atol=1e-6)
+
+
+def test_winograd_is_not_used_where_it_cannot_run(enabled):
+    conv = torch.nn.Conv3d(4, 8, 3).bfloat16()
+    x = torch.zeros(1, 4, 4, 10, 10, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert winograd.winograd_usable(x, conv)
+        assert not winograd.winograd_usable(x.float(), conv.float())  # float32: direct conv
+        assert not winograd.winograd_usable(x[..., :9], conv)  # odd width
+        assert not winograd.winograd_usable(x, torch.nn.Conv3d(4, 8, 3, stride=2).bfloat16())
+        assert not winograd.winograd_usable(x, torch.nn.Conv3d(4, 8, 1).bfloat16())
+    assert not winograd.winograd_usable(x, conv)  # autograd on, trainable weight
+
+
+def test_winograd_is_off_by_default(monkeypatch):
+    monkeypatch.delenv("HYVIDEO_WINOGRAD", raising=False)
+    monkeypatch.setattr(winograd, "_EXT", None)
+    conv = torch.nn.Conv3d(4, 256, 3).bfloat16()
+    with torch.inference_mode():
+        assert not winograd.winograd_usable(torch.zeros(1, 4, 4, 10, 10, dtype=torch.bfloat16), conv)
+    monkeypatch.setattr(winograd, "_EXT", None)
+
+
+@torch.no_grad()
+def test_lean_decode_with_winograd_stays_within_bf16_tolerance(enabled):
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
+
+    vae = AutoencoderKLCausal3D.from_config(Path(__file__).resolve().parents[2] / "configs" / "vae_tiny.json")
+    for p in vae.parameters():
+        p.normal_(0, 0.3)
+    vae.eval().enable_lean_decode(True)
+    z = torch.randn(1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(1))
+    gold = vae.decode(z).sample
+    vb = vae.bfloat16()
+    with torch.inference_mode():
+        wino = vb.decode(z.bfloat16()).sample
+        winograd._EXT = False  # the same walk with F.conv3d
+        direct = vb.decode(z.bfloat16()).sample
+    assert wino.shape == gold.shape == (1, 3, 9, 32, 48)
+    err, err_direct = _rel(wino, gold), _rel(direct, gold)
+    assert err <= 5e-2 and err <= 4 * err_direct, (err, err_direct)
