@@ -77,7 +77,7 @@ def winograd_usable(x: torch.Tensor, conv: nn.Conv3d) -> bool:
     if conv.padding != (0, 0, 0) or conv.out_channels < MIN_OUT_CHANNELS:
         return False
     h, w = x.shape[-2:]
-    return x.dim() == 5 and h >= 2 and w >= 4 and h % 2 == 0 and w % 2 == 0 and _load()
+    return x.dim() == 5 and h >= 2 and w >= 2 and h % 2 == 0 and w % 2 == 0 and _load()
 
 
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:

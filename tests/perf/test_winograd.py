@@ -17,14 +17,14 @@ def _rel(a, b):
 
 @pytest.fixture
 def enabled(monkeypatch):
-    """Winograd switched on (HYVIDEO_WINOGRAD=1) with every channel count; skips where it cannot be built."""
+    """Winograd switched on (HYVIDEO_WINOGRAD=1) with every channel count; skips where it cannot be built.
+
+    monkeypatch restores ``_EXT`` afterwards, so later tests see the default (off) again."""
     monkeypatch.setenv("HYVIDEO_WINOGRAD", "1")
     monkeypatch.setattr(winograd, "_EXT", None)
     monkeypatch.setattr(winograd, "MIN_OUT_CHANNELS", 1)
     if not winograd._load():
         pytest.skip("the Winograd C++ extension could not be built here (no compiler or ninja)")
-    yield
-    monkeypatch.setattr(winograd, "_EXT", None)
 
 
 @pytest.mark.parametrize("c_in,c_out,t,h,w,slab", [(40, 24, 3, 10, 12, winograd.SLAB_ELEMENTS),
@@ -75,7 +75,6 @@ def test_winograd_is_off_by_default(monkeypatch):
     conv = torch.nn.Conv3d(4, 256, 3).bfloat16()
     with torch.inference_mode():
         assert not winograd.winograd_usable(torch.zeros(1, 4, 4, 10, 10, dtype=torch.bfloat16), conv)
-    monkeypatch.setattr(winograd, "_EXT", None)
 
 
 @torch.no_grad()
@@ -91,7 +90,7 @@ def test_lean_decode_with_winograd_stays_within_bf16_tolerance(enabled):
     vb = vae.bfloat16()
     with torch.inference_mode():
         wino = vb.decode(z.bfloat16()).sample
-        winograd._EXT = False  # the same walk with F.conv3d
+        winograd._EXT = False  # the same walk with F.conv3d (restored by the fixture's monkeypatch)
         direct = vb.decode(z.bfloat16()).sample
     assert wino.shape == gold.shape == (1, 3, 9, 32, 48)
     err, err_direct = _rel(wino, gold), _rel(direct, gold)

@@ -93,9 +93,8 @@ at::Tensor input_transform(const at::Tensor& x, int64_t row0, int64_t rows) {
 }
 
 // M [16, rows * tw, C_out] (the 16 GEMM results) -> y [C_out, H, W] output rows 2 row0 .. 2 (row0 + rows) - 1:
-// y = A^T M A (+ bias). Work item: one tile row,
-// kBlock output channels; kJ tiles at a time are transformed vectorised over channels into a float buffer,
-// then written row by row (contiguous along W).
+// y = A^T M A (+ bias). Work item: one tile row, kBlock output channels; kJ tiles at a time are transformed
+// vectorised over channels into a float buffer, then written row by row (contiguous along W).
 constexpr int64_t kJ = 16;
 
 void output_transform(const at::Tensor& M, at::Tensor& y, int64_t row0, const std::optional<at::Tensor>& bias) {
