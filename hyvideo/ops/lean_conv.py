@@ -136,57 +136,91 @@ def norm_act(x: torch.Tensor, stats, act: Callable[[torch.Tensor], torch.Tensor]
     return act(y)
 
 
-def causal_conv_chunked(conv: nn.Module, make_input: Callable[[int, int], torch.Tensor], bounds: list[int],
-                        finish: Callable[[int, int, torch.Tensor], torch.Tensor] | None = None,
+def causal_conv_chunked(conv: nn.Module, source: FrameChunks, bounds: list[int], norm=None,
+                        residual: Callable[[int, int], torch.Tensor] | None = None,
                         after: Callable[[int, int], None] | None = None) -> FrameChunks:
     """Apply a stride-1 :class:`hyvideo.vae.causal_conv.CausalConv3d` chunk by chunk over time.
 
     Args:
         conv: module with ``.conv`` (``nn.Conv3d``, padding 0, stride 1), ``.causal_padding``, ``.pad_mode``.
-        make_input: ``(a, b) -> [B, C_in, b - a, H, W]`` input frames ``a..b-1`` (built on the fly).
+        source: the input ``[B, C_in, T, H, W]`` as frame chunks.
         bounds: output chunk boundaries ``[0, e_1, ..., T]``.
-        finish: optional ``(s, e, y) -> chunk`` applied to each conv output (e.g. add a residual in place).
+        norm: optional ``(stats, act)``: the conv reads ``act(GroupNorm(source))`` with ``stats`` from
+            :func:`group_norm_affine` (see :func:`norm_act`).
+        residual: optional ``(s, e) -> [B, C_out, e - s, H, W]`` tensor that output chunk ``[s, e)`` is added to,
+            in place (a resnet's skip path); the chunk it returns becomes the output chunk.
         after: optional ``(s, e)`` callback once output chunk ``[s, e)`` exists (e.g. release inputs).
 
     Returns:
-        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``. Each
-        conv runs as :func:`hyvideo.ops.winograd.conv3d` (Winograd where usable, else ``F.conv3d``); otherwise the
-        first chunk of a k_t = 3 replicate-padded conv runs as
-        :func:`hyvideo.vae.causal_conv.causal_conv_folded_front` (no padded front frames are convolved); with
-        replicate padding each later chunk takes its context frames from the previous chunk's padded input, so
-        ``make_input`` builds every frame once.
+        The output as :class:`FrameChunks` with chunk boundaries ``bounds``; equal to ``conv(full input)``. Where
+        :func:`hyvideo.ops.winograd.fused_usable` holds, each chunk is one Winograd conv per sample that reads the
+        source frames directly, with the norm, activation, replicate padding and residual add fused into its
+        transforms. Otherwise the input frames are built (normalised, activated, padded) and convolved by
+        ``F.conv3d``: the first chunk of a k_t = 3 replicate-padded conv runs as
+        :func:`hyvideo.vae.causal_conv.causal_conv_folded_front` (no padded front frames are convolved), and each
+        later chunk takes its context frames from the previous chunk's padded input, so every frame is built once.
     """
     c3 = conv.conv
     if c3.stride != (1, 1, 1):
         raise ValueError(f"causal_conv_chunked needs a stride-1 conv, got stride {c3.stride}")
+    stats, act = norm if norm is not None else (None, None)
+    if winograd.fused_usable(next(c for c in source.chunks if c is not None), conv, act):
+        return _causal_conv_winograd(conv, source, bounds, stats, act, residual, after)
+
+    def make_input(a, b):
+        return source.frames(a, b) if stats is None else norm_act(source.frames(a, b), stats, act)
+
     pw, _, ph, _, pt, _ = conv.causal_padding
     replicate = conv.pad_mode == "replicate"
     fold_front = c3.kernel_size[0] == 3 and replicate  # as CausalConv3d.forward does
     out = []
     context = None  # replicate: the previous chunk's padded input; its last pt frames precede this chunk
     for s, e in zip(bounds[:-1], bounds[1:]):
-        xi, fold = None, s == 0 and fold_front and e <= FOLD_FRONT_MAX_FRAMES
-        if fold:  # replicated front frames folded into the kernel, unless Winograd takes the padded frames
+        if s == 0 and fold_front and e <= FOLD_FRONT_MAX_FRAMES:  # replicated front frames folded into the kernel
             xi = make_input(0, e)
-            fold = not winograd.winograd_usable(xi, c3)
-        if fold:
             y = causal_conv_folded_front(xi, c3, conv.causal_padding[:4])
             context = F.pad(xi[:, :, -pt:], (pw, pw, ph, ph, 0, 0), mode="replicate") if e >= pt else None
         elif context is not None:  # set only with replicate padding, and always holds >= pt frames
             # only this chunk's own frames are built; the pt context frames are reused, already padded
             xi = _padded_after(context[:, :, context.shape[2] - pt:], make_input(s, e), ph, pw)
-            y = winograd.conv3d(xi, c3)
+            y = F.conv3d(xi, c3.weight, c3.bias)
             context = xi
         else:
             a = max(s - pt, 0)
-            xi = make_input(a, e) if xi is None else xi  # (a = 0 when the first chunk was built above)
+            xi = make_input(a, e)
             front = pt - (s - a)  # replicate frames in front only for the first chunk(s)
             if pw or ph or front:
                 xi = F.pad(xi, (pw, pw, ph, ph, front, 0), mode=conv.pad_mode)
-            y = winograd.conv3d(xi, c3)
+            y = F.conv3d(xi, c3.weight, c3.bias)
             context = xi if replicate else None
         del xi
-        out.append(finish(s, e, y) if finish is not None else y)
+        out.append(residual(s, e).add_(y) if residual is not None else y)
+        if after is not None:
+            after(s, e)
+    return FrameChunks(out)
+
+
+def _causal_conv_winograd(conv, source: FrameChunks, bounds, stats, act, residual, after) -> FrameChunks:
+    """:func:`causal_conv_chunked` by :func:`hyvideo.ops.winograd.winograd_frames` (norm, pad, residual fused)."""
+    c3 = conv.conv
+    u = winograd.winograd_weight(c3.weight).to(c3.weight.dtype)  # per call: no resident copy of every kernel
+    b, c = source.shape[:2]
+    scale = shift = None
+    if stats is not None:  # GroupNorm as a per-(sample, channel) affine: (x - mean) / std * weight + bias
+        mean, var, weight, bias, eps = stats
+        scale = weight * (var + eps).rsqrt()
+        shift = bias - mean * scale
+    out = []
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        o = residual(s, e) if residual is not None else torch.empty(
+            b, c3.out_channels, e - s, *source.shape[3:], dtype=source.dtype, device=source.device)
+        for i in range(b):  # causal replicate padding in time: frames before 0 are frame 0
+            frames = [source.frames(f, f + 1)[i, :, 0] for f in (max(f, 0) for f in range(s - 2, e))]
+            winograd.winograd_frames(frames, u, c3.bias, o[i], pad=1, accumulate=residual is not None,
+                                     scale=None if scale is None else scale[i * c: (i + 1) * c],
+                                     shift=None if shift is None else shift[i * c: (i + 1) * c],
+                                     silu=act is not None)
+        out.append(o)
         if after is not None:
             after(s, e)
     return FrameChunks(out)
@@ -222,7 +256,7 @@ def norm_act_conv_lean(norm: nn.GroupNorm, act: nn.Module, conv: nn.Module, x: t
     xs = FrameChunks.of(x, chunk)
     stats = group_norm_affine(xs, norm)
     keep = conv.causal_padding[4]
-    out = causal_conv_chunked(conv, lambda a, b: norm_act(xs.frames(a, b), stats, act), xs.starts,
+    out = causal_conv_chunked(conv, xs, xs.starts, norm=(stats, act),
                               after=(lambda s, e: xs.release_before(e - keep)) if release else None)
     return _like_input(x, out)
 
@@ -255,19 +289,18 @@ def resnet_lean(block: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DE
         else:
             residual.append(xs.frames(s, e))
 
-    h = causal_conv_chunked(block.conv1, lambda a, b: norm_act(xs.frames(a, b), stats1, act), xs.starts,
-                            after=after1)
+    h = causal_conv_chunked(block.conv1, xs, xs.starts, norm=(stats1, act), after=after1)
     del xs
     stats2 = group_norm_affine(h, block.norm2)
     keep2 = block.conv2.causal_padding[4]
 
-    def finish2(s, e, y):
+    def skip(s, e):
         i = h.starts.index(s)
         r, residual[i] = residual[i], None
-        return r.add_(y)
+        return r
 
-    out = causal_conv_chunked(block.conv2, lambda a, b: norm_act(h.frames(a, b), stats2, act), h.starts,
-                              finish=finish2, after=lambda s, e: h.release_before(e - keep2))
+    out = causal_conv_chunked(block.conv2, h, h.starts, norm=(stats2, act), residual=skip,
+                              after=lambda s, e: h.release_before(e - keep2))
     return _like_input(x, out)
 
 
@@ -361,7 +394,7 @@ def decoder_forward_lean(decoder: nn.Module, z: torch.Tensor, chunk: int | None 
 
     n = frames((*z.shape[:1], decoder.conv_in.conv.out_channels, *z.shape[2:]))
     zs = FrameChunks.of(z, n)
-    x = causal_conv_chunked(decoder.conv_in, zs.frames, zs.starts)
+    x = causal_conv_chunked(decoder.conv_in, zs, zs.starts)
     mid = decoder.mid_block
     x = resnet_lean(mid.resnets[0], x, n, inplace=True)
     if mid.attentions[0] is not None:  # attention over all latent frames: one tensor at latent resolution

@@ -25,10 +25,7 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-
-from hyvideo.vae.causal_conv import cached_weight_fold
 
 log = logging.getLogger(__name__)
 # F(2x2, 3x3) matrices (Lavin & Gray): U = G g G^T, V = B^T d B, Y = A^T (U * V) A.
@@ -80,6 +77,18 @@ def winograd_usable(x: torch.Tensor, conv: nn.Conv3d) -> bool:
     return x.dim() == 5 and h >= 2 and w >= 2 and h % 2 == 0 and w % 2 == 0 and _load()
 
 
+def fused_usable(x: torch.Tensor, conv: nn.Module, act: nn.Module | None) -> bool:
+    """True where :func:`winograd_frames` may run ``conv(act(norm(x)))`` for the lean decode.
+
+    x is an unpadded frame chunk ``[B, C_in, n, H, W]``; conv a :class:`hyvideo.vae.causal_conv.CausalConv3d`
+    with causal replicate padding ``(1, 1, 1, 1, 2, 0)`` (the released decoder's 3x3x3 convs) whose ``.conv``
+    passes :func:`winograd_usable`; act None or SiLU.
+    """
+    if getattr(conv, "causal_padding", None) != (1, 1, 1, 1, 2, 0) or getattr(conv, "pad_mode", None) != "replicate":
+        return False
+    return (act is None or isinstance(act, nn.SiLU)) and winograd_usable(x, conv.conv)
+
+
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     """``U = G g G^T`` per time tap: weight ``[C_out, C_in, 3, 3, 3]`` -> ``[16, C_out, 3 C_in]`` float32.
 
@@ -105,33 +114,52 @@ def conv3d_winograd(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None)
     Raises:
         RuntimeError: the extension is not built (check :func:`winograd_usable` first) or the shapes disagree.
     """
-    if not _load():
-        raise RuntimeError("the Winograd extension is not available; use F.conv3d")
-    ops = torch.ops.hyvideo_winograd
-    b, c, tp, hp, wp = x.shape
-    t, h, w = tp - 2, hp - 2, wp - 2
-    tw, th = w // 2, h // 2
-    c_out = u.shape[1]
-    if u.shape != (16, c_out, 3 * c):
-        raise RuntimeError(f"Winograd weight {tuple(u.shape)} does not match {c} input channels")
-    out = x.new_empty(b, c_out, t, h, w)
-    rows = max(1, min(th, SLAB_ELEMENTS // (16 * tw * tp * c)))
+    b, _, tp, hp, wp = x.shape
+    out = x.new_empty(b, u.shape[1], tp - 2, hp - 2, wp - 2)
     for i in range(b):
-        xb = x[i].contiguous()
-        for r0 in range(0, th, rows):
-            n = min(rows, th - r0)
-            v = ops.input_transform(xb, r0, n).view(16, n * tw, tp * c)
-            m = x.new_empty(16, n * tw, c_out)
-            for f in range(t):
-                for k in range(16):
-                    torch.mm(v[k, :, f * c: (f + 3) * c], u[k].t(), out=m[k])
-                ops.output_transform(m, out[i, :, f], r0, bias)
+        winograd_frames(list(x[i].unbind(1)), u, bias, out[i], pad=0)
     return out
 
 
-def conv3d(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
-    """``F.conv3d(x, conv.weight, conv.bias)`` (stride/padding of ``conv``), by Winograd where usable."""
-    if winograd_usable(x, conv):
-        u = cached_weight_fold(conv, "_winograd_u", x.dtype, lambda w: winograd_weight(w).to(x.dtype))
-        return conv3d_winograd(x, u, conv.bias)
-    return F.conv3d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+def winograd_frames(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor, *,
+                    pad: int, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                    silu: bool = False, accumulate: bool = False) -> None:
+    """One sample's 3x3x3 conv from a list of input frames, written into ``out``; the prologue and epilogue fused.
+
+    Computes ``out (+)= conv(pad(act(frames * scale + shift)))`` where the transforms read each input value once
+    per tile: a GroupNorm (statistics folded into ``scale`` / ``shift``) and SiLU before the conv, the 1-pixel
+    replicate border (``pad=1``), and a residual add (``accumulate``) cost no extra pass over memory.
+
+    Args:
+        frames: ``T + 2`` tensors ``[C_in, H_s, W_s]`` bfloat16 (views with contiguous rows; a frame may repeat,
+            e.g. causal replicate padding in time); padded (``H_s = H + 2``) when ``pad=0``, else ``H_s = H``.
+        u: ``[16, C_out, 3 C_in]`` bfloat16 from :func:`winograd_weight`.
+        bias: ``[C_out]`` or None.
+        out: ``[C_out, T, H, W]`` bfloat16 with unit stride along W (overwritten, or added to with accumulate).
+        pad: 0 or 1 (replicate border read by clamping).
+        scale, shift: ``[C_in]`` per-channel affine applied to the input first (both or neither).
+        silu: SiLU after the affine (needs scale and shift).
+        accumulate: add the conv to ``out`` instead of overwriting it.
+
+    Raises:
+        RuntimeError: the extension is not built or the shapes disagree.
+    """
+    if not _load():
+        raise RuntimeError("the Winograd extension is not available; use F.conv3d")
+    ops = torch.ops.hyvideo_winograd
+    tp, (c, hs, ws) = len(frames), frames[0].shape
+    t, h, w = tp - 2, hs + 2 * pad - 2, ws + 2 * pad - 2
+    tw, th = w // 2, h // 2
+    c_out = u.shape[1]
+    if u.shape != (16, c_out, 3 * c) or out.shape != (c_out, t, h, w):
+        raise RuntimeError(f"Winograd weight {tuple(u.shape)} / output {tuple(out.shape)} do not match {c} input "
+                           f"channels and {t} x {h} x {w} outputs")
+    rows = max(1, min(th, SLAB_ELEMENTS // (16 * tw * tp * c)))
+    for r0 in range(0, th, rows):
+        n = min(rows, th - r0)
+        v = ops.input_transform(frames, r0, n, pad, scale, shift, silu).view(16, n * tw, tp * c)
+        m = v.new_empty(16, n * tw, c_out)
+        for f in range(t):
+            for k in range(16):
+                torch.mm(v[k, :, f * c: (f + 3) * c], u[k].t(), out=m[k])
+            ops.output_transform(m, out[:, f], r0, bias, accumulate)

@@ -40,7 +40,7 @@ def test_winograd_conv_equals_conv3d(enabled, monkeypatch, c_in, c_out, t, h, w,
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (27 * c_in) ** 0.5)
     with torch.inference_mode():
         assert winograd.winograd_usable(x, conv)
-        out = winograd.conv3d(x, conv)
+        out = winograd.conv3d_winograd(x, winograd.winograd_weight(conv.weight).bfloat16(), conv.bias)
         direct = F.conv3d(x, conv.weight, conv.bias)
         gold = F.conv3d(x.float(), conv.weight.float(), conv.bias.float())
     assert out.shape == gold.shape == (2, c_out, t, h, w) and out.dtype == torch.bfloat16
@@ -55,6 +55,37 @@ def test_winograd_weight_transform_matches_the_definition():
     for o, c, tt in [(0, 0, 0), (2, 1, 2), (1, 0, 1)]:
         ref = (g @ w[o, c, tt] @ g.T).reshape(16)
         assert torch.allclose(u[:, o, tt * 2 + c].double(), ref, atol=1e-6)
+
+
+def test_fused_prologue_padding_and_residual_equal_the_unfused_ops(enabled):
+    # winograd_frames reads raw frames: GroupNorm affine + SiLU, replicate border, causal front frames, += out
+    g = torch.Generator().manual_seed(2)
+    c, c_out, t, h, w = 40, 24, 3, 6, 10
+    x = torch.randn(c, t, h, w, generator=g).bfloat16()
+    weight = (torch.randn(c_out, c, 3, 3, 3, generator=g) / (27 * c) ** 0.5).bfloat16()
+    bias, scale, shift = torch.randn(c_out, generator=g), torch.rand(c, generator=g) + 0.5, torch.randn(c, generator=g)
+    res = torch.randn(c_out, t, h, w, generator=g).bfloat16()
+    out = res.clone()
+    frames = [x[:, max(f, 0)] for f in range(-2, t)]  # the first frame repeated in front (causal replicate)
+    winograd.winograd_frames(frames, winograd.winograd_weight(weight).bfloat16(), bias, out, pad=1, scale=scale,
+                             shift=shift, silu=True, accumulate=True)
+    a = F.silu(x.float() * scale[:, None, None, None] + shift[:, None, None, None])
+    a = F.pad(a[None], (1, 1, 1, 1, 2, 0), mode="replicate")
+    gold = F.conv3d(a, weight.float(), bias)[0] + res.float()
+    assert _rel(out, gold) <= 1e-2, _rel(out, gold)
+    assert _rel(out, res) > 0.1  # the conv was added, not skipped
+
+
+def test_fused_path_only_for_replicate_causal_3x3x3(enabled):
+    from hyvideo.vae.causal_conv import CausalConv3d
+
+    x = torch.zeros(1, 4, 2, 8, 8, dtype=torch.bfloat16)
+    conv = CausalConv3d(4, 8, 3, pad_mode="replicate").bfloat16()
+    with torch.inference_mode():
+        assert winograd.fused_usable(x, conv, torch.nn.SiLU()) and winograd.fused_usable(x, conv, None)
+        assert not winograd.fused_usable(x, conv, torch.nn.GELU())
+        assert not winograd.fused_usable(x, CausalConv3d(4, 8, 3, pad_mode="constant").bfloat16(), None)
+        assert not winograd.fused_usable(x, conv.conv, None)  # a plain Conv3d has no causal padding
 
 
 def test_winograd_is_not_used_where_it_cannot_run(enabled):

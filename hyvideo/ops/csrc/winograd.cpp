@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -31,39 +32,89 @@ inline uint16_t to_bf16(float f) {  // round to nearest even, as at::BFloat16
   return static_cast<uint16_t>(u >> 16);
 }
 
-// x [C, T', H', W'] (padded input, contiguous) -> V [16, rows * tw, T', C]: the transformed 4x4 input tiles
-// (stride 2) of tile rows row0 .. row0 + rows - 1, xi = 4 a + b for row transform a and column transform b.
-// Work item: one tile row, one frame, kBlock channels: the row transforms go to a float buffer, are transposed
-// to [W', kBlock], and the column transforms and stores run contiguously over channels.
-at::Tensor input_transform(const at::Tensor& x, int64_t row0, int64_t rows) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kBFloat16 && x.is_contiguous(),
-              "winograd input: x must be a contiguous bfloat16 [C, T, H + 2, W + 2] tensor");
-  const int64_t C = x.size(0), Tp = x.size(1), Hp = x.size(2), Wp = x.size(3);
-  TORCH_CHECK(Hp >= 4 && Wp >= 4 && Hp % 2 == 0 && Wp % 2 == 0, "winograd input: H and W must be even");
-  const int64_t th = (Hp - 2) / 2, tw = (Wp - 2) / 2;
-  TORCH_CHECK(row0 >= 0 && rows > 0 && row0 + rows <= th, "winograd input: tile rows out of range");
-  at::Tensor V = at::empty({16, rows * tw, Tp, C}, x.options());
-  const auto* X = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
-  auto* O = reinterpret_cast<uint16_t*>(V.data_ptr<at::BFloat16>());
+// exp(x) in float32 for the SiLU below, written so that the compiler vectorises it: 2^n * p(f) with n the
+// nearest integer to x log2(e) (clamped to the normal range) and p a degree-6 Taylor polynomial of 2^f,
+// |f| <= 1/2 (relative error < 3e-7, far below the bfloat16 rounding of every value this file writes).
+inline float fast_exp(float x) {
+  const float t = std::min(std::max(x * 1.44269504088896341f, -126.f), 126.f);
+  const float shifted = t + 12582912.f;  // 1.5 * 2^23: the low mantissa bits now hold round(t)
+  const float n = shifted - 12582912.f;
+  const float f = (t - n) * 0.693147180559945309f;
+  float p = 1.f / 720;
+  p = p * f + 1.f / 120;
+  p = p * f + 1.f / 24;
+  p = p * f + 1.f / 6;
+  p = p * f + 0.5f;
+  p = p * f + 1.f;
+  p = p * f + 1.f;
+  const int32_t bits = (__builtin_bit_cast(int32_t, shifted) - 0x4B400000 + 127) << 23;  // 2^round(t)
+  return p * __builtin_bit_cast(float, bits);
+}
+
+// The prologue applied to every input value as it is read: 0 none, 1 v * scale + shift (a GroupNorm with its
+// statistics folded in), 2 SiLU of that.
+template <int Mode>
+inline float prologue(float v, float scale, float shift) {
+  if constexpr (Mode == 0) {
+    return v;
+  } else {
+    const float y = v * scale + shift;
+    if constexpr (Mode == 1) return y;
+    return y / (1.f + fast_exp(-y));
+  }
+}
+
+// frames: T' tensors [C, H_s, W_s] (bfloat16, unit stride along W, rows W_s apart, any channel stride), the
+// input frames of the conv in time order (a frame may repeat: replicate padding in time). pad = 0: the frames
+// are already padded (H' = H_s, W' = W_s); pad = 1: they are not, and the 1-pixel replicate border is read
+// by clamping (H' = H_s + 2, W' = W_s + 2). Returns V [16, rows * tw, T', C]: the transformed 4x4 input tiles
+// (stride 2) of tile rows row0 .. row0 + rows - 1 of prologue(frames), xi = 4 a + b for row transform a and
+// column transform b. Work item: one tile row, one frame, kBlock channels: the row transforms go to a float
+// buffer, are transposed to [W', kBlock], and the column transforms and stores run contiguously over channels.
+template <int Mode>
+void input_transform_impl(const std::vector<const uint16_t*>& src, const std::vector<int64_t>& cstride,
+                          int64_t C, int64_t Hs, int64_t Ws, int64_t pad, int64_t row0, int64_t rows,
+                          const float* scale, const float* shift, uint16_t* O) {
+  const int64_t Tp = static_cast<int64_t>(src.size()), Hp = Hs + 2 * pad, Wp = Ws + 2 * pad;
+  const int64_t tw = (Wp - 2) / 2;
   const int64_t nb = (C + kBlock - 1) / kBlock;
   const int64_t xi_stride = rows * tw * Tp * C, tile_stride = Tp * C;
   at::parallel_for(0, rows * nb * Tp, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(5 * Wp * kBlock, 0.f);
+    std::vector<float> buf(5 * Wp * kBlock + 4 * Ws, 0.f);
+    float* d = buf.data() + 5 * Wp * kBlock;  // [4][W_s]: the tile row's 4 input rows after the prologue
     for (int64_t idx = begin; idx < end; ++idx) {
       const int64_t i = idx / (nb * Tp), cb = (idx / Tp) % nb, t = idx % Tp;
       const int64_t c0 = cb * kBlock, n = std::min(kBlock, C - c0);
       float* r = buf.data();  // [4][kBlock][W'] row transforms of this block's channels
       for (int64_t cl = 0; cl < n; ++cl) {  // B^T d along H: [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
-        const uint16_t* p = X + (((c0 + cl) * Tp + t) * Hp + 2 * (row0 + i)) * Wp;
+        const int64_t c = c0 + cl;
+        const float sc = scale ? scale[c] : 1.f, sh = shift ? shift[c] : 0.f;
+        const uint16_t* p[4];
+        for (int64_t k = 0; k < 4; ++k) {
+          const int64_t h = std::min(std::max(2 * (row0 + i) + k - pad, int64_t{0}), Hs - 1);
+          p[k] = src[t] + c * cstride[t] + h * Ws;
+        }
         float *q0 = r + cl * Wp, *q1 = q0 + kBlock * Wp, *q2 = q1 + kBlock * Wp, *q3 = q2 + kBlock * Wp;
+        // columns pad .. W' - pad - 1 read source columns 0 .. W_s - 1; the border columns are copies
+        for (int64_t k = 0; k < 4; ++k) {
+          float* dk = d + k * Ws;
+          const uint16_t* pk = p[k];
 #pragma omp simd
-        for (int64_t w = 0; w < Wp; ++w) {
-          const float d0 = to_float(p[w]), d1 = to_float(p[Wp + w]), d2 = to_float(p[2 * Wp + w]),
-                      d3 = to_float(p[3 * Wp + w]);
-          q0[w] = d0 - d2;
-          q1[w] = d1 + d2;
-          q2[w] = d2 - d1;
-          q3[w] = d1 - d3;
+          for (int32_t w = 0; w < static_cast<int32_t>(Ws); ++w) dk[w] = prologue<Mode>(to_float(pk[w]), sc, sh);
+        }
+        const float *d0 = d, *d1 = d + Ws, *d2 = d1 + Ws, *d3 = d2 + Ws;
+#pragma omp simd
+        for (int64_t w = 0; w < Ws; ++w) {
+          q0[pad + w] = d0[w] - d2[w];
+          q1[pad + w] = d1[w] + d2[w];
+          q2[pad + w] = d2[w] - d1[w];
+          q3[pad + w] = d1[w] - d3[w];
+        }
+        if (pad) {
+          for (float* q : {q0, q1, q2, q3}) {
+            q[0] = q[1];
+            q[Wp - 1] = q[Wp - 2];
+          }
         }
       }
       float* rt = r + 4 * kBlock * Wp;  // one row transform, transposed to [W'][kBlock]
@@ -89,15 +140,57 @@ at::Tensor input_transform(const at::Tensor& x, int64_t row0, int64_t rows) {
       }
     }
   });
+}
+
+at::Tensor input_transform(at::TensorList frames, int64_t row0, int64_t rows, int64_t pad,
+                           const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
+                           bool silu) {
+  TORCH_CHECK(!frames.empty(), "winograd input: no frames");
+  TORCH_CHECK(pad == 0 || pad == 1, "winograd input: pad must be 0 or 1");
+  const at::Tensor& f0 = frames[0];
+  TORCH_CHECK(f0.dim() == 3, "winograd input: frames must be [C, H, W]");
+  const int64_t C = f0.size(0), Hs = f0.size(1), Ws = f0.size(2);
+  std::vector<const uint16_t*> src;
+  std::vector<int64_t> cstride;
+  for (const at::Tensor& f : frames) {
+    TORCH_CHECK(f.dim() == 3 && f.size(0) == C && f.size(1) == Hs && f.size(2) == Ws &&
+                    f.scalar_type() == at::kBFloat16 && f.stride(2) == 1 && f.stride(1) == Ws,
+                "winograd input: every frame must be a bfloat16 [C, H, W] view with contiguous rows, like the first");
+    src.push_back(reinterpret_cast<const uint16_t*>(f.data_ptr<at::BFloat16>()));
+    cstride.push_back(f.stride(0));
+  }
+  const int64_t Hp = Hs + 2 * pad, Wp = Ws + 2 * pad;
+  TORCH_CHECK(Hp >= 4 && Wp >= 4 && Hp % 2 == 0 && Wp % 2 == 0, "winograd input: H and W must be even and >= 2");
+  const int64_t th = (Hp - 2) / 2, tw = (Wp - 2) / 2;
+  TORCH_CHECK(row0 >= 0 && rows > 0 && row0 + rows <= th, "winograd input: tile rows out of range");
+  TORCH_CHECK(scale.has_value() == shift.has_value() && (scale.has_value() || !silu),
+              "winograd input: scale and shift go together, and silu needs them");
+  at::Tensor sc, sh;
+  if (scale.has_value()) {
+    sc = scale->to(at::kFloat).contiguous();
+    sh = shift->to(at::kFloat).contiguous();
+    TORCH_CHECK(sc.numel() == C && sh.numel() == C, "winograd input: scale and shift need C entries");
+  }
+  at::Tensor V = at::empty({16, rows * tw, static_cast<int64_t>(frames.size()), C}, f0.options());
+  auto* O = reinterpret_cast<uint16_t*>(V.data_ptr<at::BFloat16>());
+  const float* s = scale.has_value() ? sc.data_ptr<float>() : nullptr;
+  const float* b = scale.has_value() ? sh.data_ptr<float>() : nullptr;
+  if (!scale.has_value())
+    input_transform_impl<0>(src, cstride, C, Hs, Ws, pad, row0, rows, s, b, O);
+  else if (!silu)
+    input_transform_impl<1>(src, cstride, C, Hs, Ws, pad, row0, rows, s, b, O);
+  else
+    input_transform_impl<2>(src, cstride, C, Hs, Ws, pad, row0, rows, s, b, O);
   return V;
 }
 
 // M [16, rows * tw, C_out] (the 16 GEMM results) -> y [C_out, H, W] output rows 2 row0 .. 2 (row0 + rows) - 1:
-// y = A^T M A (+ bias). Work item: one tile row, kBlock output channels; kJ tiles at a time are transformed
-// vectorised over channels into a float buffer, then written row by row (contiguous along W).
+// y = A^T M A (+ bias), or y += that with accumulate. Work item: one tile row, kBlock output channels; kJ
+// tiles at a time are transformed vectorised over channels into a float buffer, then written row by row.
 constexpr int64_t kJ = 16;
 
-void output_transform(const at::Tensor& M, at::Tensor& y, int64_t row0, const std::optional<at::Tensor>& bias) {
+void output_transform(const at::Tensor& M, at::Tensor& y, int64_t row0, const std::optional<at::Tensor>& bias,
+                      bool accumulate) {
   TORCH_CHECK(M.dim() == 3 && M.size(0) == 16 && M.scalar_type() == at::kBFloat16 && M.is_contiguous(),
               "winograd output: M must be a contiguous bfloat16 [16, tiles, C_out] tensor");
   TORCH_CHECK(y.dim() == 3 && y.scalar_type() == at::kBFloat16 && y.stride(2) == 1,
@@ -152,8 +245,13 @@ void output_transform(const at::Tensor& M, at::Tensor& y, int64_t row0, const st
           for (int64_t rr = 0; rr < 2; ++rr) {
             uint16_t* o = Y + (c0 + cl) * sc + (2 * (row0 + i) + rr) * sh + 2 * j0;
             const float* src = ob[rr][cl];
+            if (accumulate) {  // y += conv: the residual add of a resnet, with one rounding
 #pragma omp simd
-            for (int64_t u = 0; u < 2 * nj; ++u) o[u] = to_bf16(src[u]);
+              for (int64_t u = 0; u < 2 * nj; ++u) o[u] = to_bf16(src[u] + to_float(o[u]));
+            } else {
+#pragma omp simd
+              for (int64_t u = 0; u < 2 * nj; ++u) o[u] = to_bf16(src[u]);
+            }
           }
         }
       }
@@ -164,8 +262,9 @@ void output_transform(const at::Tensor& M, at::Tensor& y, int64_t row0, const st
 }  // namespace
 
 TORCH_LIBRARY(hyvideo_winograd, m) {
-  m.def("input_transform(Tensor x, int row0, int rows) -> Tensor");
-  m.def("output_transform(Tensor M, Tensor(a!) y, int row0, Tensor? bias) -> ()");
+  m.def("input_transform(Tensor[] frames, int row0, int rows, int pad, Tensor? scale, Tensor? shift, "
+        "bool silu) -> Tensor");
+  m.def("output_transform(Tensor M, Tensor(a!) y, int row0, Tensor? bias, bool accumulate) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(hyvideo_winograd, CPU, m) {
