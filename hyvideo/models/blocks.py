@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 
 from hyvideo.models.norms import RMSNorm, gated_residual, layer_norm, modulate
-from hyvideo.models.rope import apply_rope
+from hyvideo.models.rope import norm_rope_joint
 from hyvideo.models.token_refiner import MLP
 from hyvideo.ops.attention import attention
 from hyvideo.ops.linear import fused_linear, fusable, gelu_of, plain_linear
@@ -87,10 +87,7 @@ class MMDoubleStreamBlock(nn.Module):
 
     def _qkv(self, stream: str, x: torch.Tensor, mod: ModulationOut):
         qkv = getattr(self, f"{stream}_attn_qkv")(modulate(getattr(self, f"{stream}_norm1")(x), mod.shift, mod.scale))
-        q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
-        q = getattr(self, f"{stream}_attn_q_norm")(q).to(v)
-        k = getattr(self, f"{stream}_attn_k_norm")(k).to(v)
-        return q, k, v
+        return rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)  # q, k, v before the QK norm
 
     def _post(self, stream: str, x, attn, mod1: ModulationOut, mod2: ModulationOut) -> torch.Tensor:
         x = gated_residual(x, getattr(self, f"{stream}_attn_proj")(attn), mod1.gate)
@@ -104,9 +101,9 @@ class MMDoubleStreamBlock(nn.Module):
         txt_mod1, txt_mod2 = self.txt_mod(vec)
         img_q, img_k, img_v = self._qkv("img", img, img_mod1)
         txt_q, txt_k, txt_v = self._qkv("txt", txt, txt_mod1)
-        img_q, img_k = apply_rope(img_q, *rope), apply_rope(img_k, *rope)
-        attn = joint_attention(self, torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1),
-                               torch.cat([img_v, txt_v], 1), key_mask, txt.shape[1])
+        q = norm_rope_joint([(self.img_attn_q_norm, img_q, rope), (self.txt_attn_q_norm, txt_q, None)], img_v.dtype)
+        k = norm_rope_joint([(self.img_attn_k_norm, img_k, rope), (self.txt_attn_k_norm, txt_k, None)], img_v.dtype)
+        attn = joint_attention(self, q, k, torch.cat([img_v, txt_v], 1), key_mask, txt.shape[1])
         n_img = img.shape[1]
         img = self._post("img", img, attn[:, :n_img], img_mod1, img_mod2)
         txt = self._post("txt", txt, attn[:, n_img:], txt_mod1, txt_mod2)
@@ -143,13 +140,7 @@ class MMSingleStreamBlock(nn.Module):
         (mod,) = self.modulation(vec)
         qkv, act = self._linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
-        q, k = self.q_norm(q).to(v), self.k_norm(k).to(v)
-        n_img = x.shape[1] - txt_len
-        if rope[0].shape[0] == x.shape[1]:  # tables already cover the text tokens with the identity
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        else:
-            q = torch.cat([apply_rope(q[:, :n_img], *rope), q[:, n_img:]], 1)
-            k = torch.cat([apply_rope(k[:, :n_img], *rope), k[:, n_img:]], 1)
+        q, k = norm_rope_joint([(self.q_norm, q, rope)], v.dtype), norm_rope_joint([(self.k_norm, k, rope)], v.dtype)
         attn = joint_attention(self, q, k, v, key_mask, txt_len)
         return gated_residual(x, self._linear2(attn, act), mod.gate)
 

@@ -7,6 +7,10 @@ Interleaved pairs (GPT-J / Llama-complex style), theta 256, axis split ``[t | h 
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from hyvideo.models.norms import RMSNorm
+from hyvideo.ops import native
 
 
 def rope_freqs_1d(dim: int, pos: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,3 +70,50 @@ def extend_rope_identity(cos: torch.Tensor, sin: torch.Tensor, n_extra: int) -> 
     """
     return (torch.cat([cos, cos.new_ones(n_extra, cos.shape[1])]),
             torch.cat([sin, sin.new_zeros(n_extra, sin.shape[1])]))
+
+
+def norm_rope_joint(parts: list[tuple[nn.Module, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]],
+                    dtype: torch.dtype) -> torch.Tensor:
+    """Joint queries or keys of a block: ``cat([rope(norm(x)) for norm, x, rope in parts], dim=1)`` in dtype.
+
+    Args:
+        parts: ``(norm, x, rope)`` per token group in sequence order (e.g. image then text): the QK norm module,
+            heads ``x`` ``[B, L_i, N_h, D_h]``, and ``(cos, sin)`` tables ``[L_r, D_h]`` rotating the first
+            ``L_r <= L_i`` tokens (the rest stay unrotated), or None.
+        dtype: output dtype (the values' dtype).
+
+    Returns:
+        ``[B, sum L_i, N_h, D_h]``. On CPU in bfloat16 with RMSNorm and hyvideo's C++ kernels
+        (:mod:`hyvideo.ops.native`, inference only) each part is one pass (``csrc/qk_norm_rope.cpp``) written
+        into its slice of the joint buffer: float32 math with one rounding, where the module path rounds after
+        the norm, its factor and the rotation. Otherwise :class:`hyvideo.models.norms.RMSNorm` (or the given
+        norm) and :func:`apply_rope`, then a concatenation.
+    """
+    if all(_fused_norm_rope_usable(norm, x, dtype) for norm, x, _ in parts):
+        b, _, h, d = parts[0][1].shape
+        out = torch.empty(b, sum(x.shape[1] for _, x, _ in parts), h, d, dtype=dtype, device=parts[0][1].device)
+        start = 0
+        for norm, x, rope in parts:
+            cos, sin = rope if rope is not None else (None, None)
+            torch.ops.hyvideo_rope.qk_norm_rope(x, norm.weight, norm.eps, cos, sin, out[:, start: start + x.shape[1]])
+            start += x.shape[1]
+        return out
+    outs = []
+    for norm, x, rope in parts:
+        y = norm(x).to(dtype)
+        if rope is not None:
+            n_rot = rope[0].shape[0]
+            y = apply_rope(y, *rope) if n_rot == y.shape[1] else torch.cat([apply_rope(y[:, :n_rot], *rope),
+                                                                            y[:, n_rot:]], 1)
+        outs.append(y)
+    return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+
+def _fused_norm_rope_usable(norm: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> bool:
+    if not isinstance(norm, RMSNorm) or norm.weight is None or x.device.type != "cpu":
+        return False
+    if x.dtype != torch.bfloat16 or dtype != torch.bfloat16 or norm.weight.dtype != torch.bfloat16:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad):
+        return False
+    return x.stride(-1) == 1 and native.load()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyvideo.ops import winograd
+from hyvideo.ops import native, winograd
 from hyvideo.vae.causal_conv import FOLD_FRONT_MAX_FRAMES, causal_conv_folded_front, polyphase_kernel
 
 DEFAULT_CHUNK_FRAMES = 2
@@ -87,8 +87,9 @@ def _like_input(x, out: FrameChunks) -> torch.Tensor | FrameChunks:
 def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: int = DEFAULT_CHUNK_FRAMES):
     """GroupNorm of ``x`` as per-(sample, channel) statistics, for :func:`norm_act` on frame chunks.
 
-    Statistics over ``[C / G, T, H, W]`` per group in one pass: float32 mean and variance per frame chunk,
-    merged in float64 (Chan et al.'s parallel variance), biased variance as ``nn.GroupNorm``.
+    Statistics over ``[C / G, T, H, W]`` per group in one pass: mean and sum of squared deviations per frame
+    chunk (:func:`_chunk_group_stats`), merged in float64 (Chan et al.'s parallel variance), biased variance as
+    ``nn.GroupNorm``.
 
     Returns:
         ``(mean, var, weight, bias, eps)``; the first four ``[B * C]`` float32, for ``F.batch_norm`` over
@@ -103,16 +104,11 @@ def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: 
     ones = torch.ones(b * g, device=xs.device)  # float32 affine: the mixed-type kernel keeps float32 statistics
     zeros = torch.zeros(b * g, device=xs.device)
     for piece in xs.chunks:
-        flat = piece.reshape(1, b * g, -1)
-        # Per-(sample, group) mean and 1/std of this chunk, accumulated in float32 straight from x's dtype (a
-        # training-mode batch norm over [1, B * G, N]): 4x faster than var_mean on a float32 copy.
-        _, mean_c, invstd_c = torch.native_batch_norm(flat, ones, zeros, None, None, True, 0.0, 0.0)
-        mean_c, var_c = mean_c.view(b, g), invstd_c.double().pow(-2).view(b, g)
-        n_c = float(flat.shape[-1])
-        delta = mean_c.double() - mean
+        mean_c, m2_c, n_c = _chunk_group_stats(piece, g, ones, zeros)
+        delta = mean_c - mean
         tot = count + n_c
         mean = mean + delta * (n_c / tot)
-        m2 = m2 + var_c.double() * n_c + delta.square() * (count * n_c / tot)
+        m2 = m2 + m2_c + delta.square() * (count * n_c / tot)
         count = tot
     rep = c // g
     mean_bc = mean.float().repeat_interleave(rep, dim=1).reshape(-1)
@@ -120,6 +116,24 @@ def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: 
     weight = norm.weight.float() if norm.affine else torch.ones(c, device=xs.device)
     bias = norm.bias.float() if norm.affine else torch.zeros(c, device=xs.device)
     return mean_bc, var_bc, weight.repeat(b), bias.repeat(b), norm.eps
+
+
+def _chunk_group_stats(piece: torch.Tensor, g: int, ones: torch.Tensor, zeros: torch.Tensor):
+    """``(mean, m2, n)`` of one chunk ``[B, C, t, H, W]`` per (sample, group): float64 ``[B, G]`` and the count.
+
+    bf16 on CPU with hyvideo's C++ kernels: one read (``csrc/group_stats.cpp``); otherwise a training-mode
+    batch norm over ``[1, B * G, N]`` gives float32 mean and 1/std straight from x's dtype (4x faster than
+    var_mean on a float32 copy).
+    """
+    b, c = piece.shape[:2]
+    n = float(piece[0, : c // g].numel())
+    if (piece.device.type == "cpu" and piece.dtype == torch.bfloat16 and piece.stride(4) == 1
+            and piece.stride(3) == piece.shape[4] and native.load()):
+        mean_c, m2_c = torch.ops.hyvideo_norm.group_stats(piece, g)
+        return mean_c, m2_c, n
+    flat = piece.reshape(1, b * g, -1)
+    _, mean_c, invstd_c = torch.native_batch_norm(flat, ones, zeros, None, None, True, 0.0, 0.0)
+    return mean_c.double().view(b, g), invstd_c.double().pow(-2).view(b, g) * n, n
 
 
 def norm_act(x: torch.Tensor, stats, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -203,7 +217,7 @@ def causal_conv_chunked(conv: nn.Module, source: FrameChunks, bounds: list[int],
 def _causal_conv_winograd(conv, source: FrameChunks, bounds, stats, act, residual, after) -> FrameChunks:
     """:func:`causal_conv_chunked` by :func:`hyvideo.ops.winograd.winograd_frames` (norm, pad, residual fused)."""
     c3 = conv.conv
-    u = winograd.winograd_weight(c3.weight).to(c3.weight.dtype)  # per call: no resident copy of every kernel
+    u = winograd.winograd_weight(c3.weight)  # per call: no resident copy of every kernel
     b, c = source.shape[:2]
     scale = shift = None
     if stats is not None:  # GroupNorm as a per-(sample, channel) affine: (x - mean) / std * weight + bias
@@ -380,17 +394,20 @@ DEFAULT_CHUNK_ELEMENTS = 2 * 128 * 256 * 256
 
 @torch.no_grad()
 def decoder_forward_lean(decoder: nn.Module, z: torch.Tensor, chunk: int | None = None,
-                         max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> torch.Tensor:
+                         max_chunk_elements: int | None = None) -> torch.Tensor:
     """:class:`hyvideo.vae.encoder_decoder.Decoder` forward (eval) on frame chunks that are freed when consumed.
 
     Same modules, weights and result (up to float rounding) as ``decoder(z)``. z ``[B, C_z, T_z, H_z, W_z]``
     (after post_quant_conv) -> ``[B, C, T, H, W]``. Each stage uses ``chunk`` frames per chunk if given, else
-    as many frames as fit in ``max_chunk_elements`` elements (at least 1). Peak memory is about one
+    as many frames as fit in ``max_chunk_elements`` elements (default :data:`DEFAULT_CHUNK_ELEMENTS`; at least
+    1). Peak memory is about one
     full-resolution activation of the widest full-resolution stage plus a chunk of intermediates (the released
     decoder of a 17 x 256 x 256 video: see docs/benchmarks.md).
     """
+    limit = DEFAULT_CHUNK_ELEMENTS if max_chunk_elements is None else max_chunk_elements
+
     def frames(shape):
-        return chunk if chunk is not None else chunk_frames_for(shape, max_chunk_elements)
+        return chunk if chunk is not None else chunk_frames_for(shape, limit)
 
     n = frames((*z.shape[:1], decoder.conv_in.conv.out_channels, *z.shape[2:]))
     zs = FrameChunks.of(z, n)

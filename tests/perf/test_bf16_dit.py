@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from hyvideo import HYVideoDiffusionTransformer
@@ -141,3 +142,31 @@ def test_patch_embed_is_the_strided_conv_with_contiguous_tokens():
     # contiguous tokens: a transposed view made every later op on the image tokens several times slower
     assert out.is_contiguous() and out.shape == ref.shape == (2, 3 * 4 * 3, 32)
     assert torch.allclose(out, ref, rtol=0, atol=1e-12)
+
+
+@torch.no_grad()
+def test_fused_qk_norm_rope_rounds_once_into_the_joint_buffer(monkeypatch):
+    from hyvideo.models.norms import RMSNorm  # noqa: PLC0415
+    from hyvideo.models.rope import norm_rope_joint  # noqa: PLC0415
+    from hyvideo.ops import native  # noqa: PLC0415
+
+    monkeypatch.setattr(native, "_LOADED", native._LOADED)  # restored after the test
+    if not native.load():
+        pytest.skip("hyvideo's C++ CPU kernels could not be built here (no compiler or ninja)")
+    cos, sin = rope_freqs_3d((2, 3, 4), (4, 6, 6))  # [24, 16]
+    norms = [RMSNorm(16), RMSNorm(16)]
+    for n in norms:
+        n.weight.normal_(1, 0.3)
+    img = (torch.randn(2, 24, 3, 3, 16) * 3)[:, :, :, 0]  # strided heads, as rearranged from a qkv linear
+    txt = torch.randn(2, 5, 3, 16)
+    ref = torch.cat([apply_rope(norms[0](img), cos, sin), norms[1](txt)], 1)  # float32 module path
+    nb = [RMSNorm(16).bfloat16() for _ in norms]
+    for a, b in zip(nb, norms):
+        a.weight.copy_(b.weight)
+    parts = [(nb[0], img.bfloat16(), (cos, sin)), (nb[1], txt.bfloat16(), None)]
+    fused = norm_rope_joint(parts, torch.bfloat16)
+    monkeypatch.setattr(native, "_LOADED", False)
+    unfused = norm_rope_joint(parts, torch.bfloat16)
+    assert fused.shape == unfused.shape == (2, 29, 3, 16) and fused.dtype == torch.bfloat16
+    # one rounding of float32 math on the bf16 inputs (whose own rounding is the same for both paths)
+    assert _rel(fused, ref) <= _rel(unfused, ref) <= BF16_REL_TOL, (_rel(fused, ref), _rel(unfused, ref))

@@ -120,3 +120,20 @@ def test_lean_decode_is_the_cpu_default(monkeypatch):
         vae.enable_lean_decode(None)  # back to the default
         vae.decode(z)
     assert calls == [1, 1]
+
+
+def test_group_statistics_kernel_equals_float64_reference():
+    from hyvideo.ops import native
+    from hyvideo.ops.lean_conv import _chunk_group_stats
+
+    if not native.load():
+        pytest.skip("hyvideo's C++ CPU kernels could not be built here (no compiler or ninja)")
+    g = torch.Generator().manual_seed(0)
+    full = (torch.randn(2, 12, 5, 6, 10, generator=g) * 0.05 + 40).bfloat16()  # |mean| >> std
+    full[1] = full[1] * 20 - 800
+    piece = full[:, :, 1:4]  # a frame chunk: a strided view, as FrameChunks.of makes
+    mean, m2, n = _chunk_group_stats(piece, 3, None, None)
+    ref = piece.double().reshape(2, 3, -1)
+    assert n == 4 * 3 * 6 * 10 and mean.dtype == m2.dtype == torch.float64 and mean.shape == (2, 3)
+    torch.testing.assert_close(mean, ref.mean(-1), rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(m2, ref.var(-1, unbiased=False) * n, rtol=1e-6, atol=1e-9)

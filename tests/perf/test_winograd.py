@@ -1,4 +1,4 @@
-"""Opt-in Winograd F(2x2, 3x3) VAE convs (hyvideo.ops.winograd) equal the direct conv within bf16 rounding."""
+"""Winograd F(2x2, 3x3) VAE convs (hyvideo.ops.winograd) equal the direct conv within bf16 rounding."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyvideo.ops import winograd
+from hyvideo.ops import native, winograd
 
 
 def _rel(a, b):
@@ -17,14 +17,14 @@ def _rel(a, b):
 
 @pytest.fixture
 def enabled(monkeypatch):
-    """Winograd switched on (HYVIDEO_WINOGRAD=1) with every channel count; skips where it cannot be built.
+    """The C++ kernels loaded and Winograd used for every channel count; skips where they cannot be built.
 
-    monkeypatch restores ``_EXT`` afterwards, so later tests see the default (off) again."""
-    monkeypatch.setenv("HYVIDEO_WINOGRAD", "1")
-    monkeypatch.setattr(winograd, "_EXT", None)
+    monkeypatch restores ``native._LOADED`` afterwards, so a test may switch the kernels off for a comparison."""
+    monkeypatch.delenv(native.ENV, raising=False)
+    monkeypatch.setattr(native, "_LOADED", native._LOADED)  # restored after the test
     monkeypatch.setattr(winograd, "MIN_OUT_CHANNELS", 1)
-    if not winograd._load():
-        pytest.skip("the Winograd C++ extension could not be built here (no compiler or ninja)")
+    if not native.load():
+        pytest.skip("hyvideo's C++ CPU kernels could not be built here (no compiler or ninja)")
 
 
 @pytest.mark.parametrize("c_in,c_out,t,h,w,slab", [(40, 24, 3, 10, 12, winograd.SLAB_ELEMENTS),
@@ -100,12 +100,13 @@ def test_winograd_is_not_used_where_it_cannot_run(enabled):
     assert not winograd.winograd_usable(x, conv)  # autograd on, trainable weight
 
 
-def test_winograd_is_off_by_default(monkeypatch):
-    monkeypatch.delenv("HYVIDEO_WINOGRAD", raising=False)
-    monkeypatch.setattr(winograd, "_EXT", None)
+def test_native_kernels_are_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv(native.ENV, "0")
+    monkeypatch.setattr(native, "_LOADED", None)
     conv = torch.nn.Conv3d(4, 256, 3).bfloat16()
     with torch.inference_mode():
         assert not winograd.winograd_usable(torch.zeros(1, 4, 4, 10, 10, dtype=torch.bfloat16), conv)
+    assert native._LOADED is False
 
 
 @torch.no_grad()
@@ -121,7 +122,7 @@ def test_lean_decode_with_winograd_stays_within_bf16_tolerance(enabled):
     vb = vae.bfloat16()
     with torch.inference_mode():
         wino = vb.decode(z.bfloat16()).sample
-        winograd._EXT = False  # the same walk with F.conv3d (restored by the fixture's monkeypatch)
+        native._LOADED = False  # the same walk with F.conv3d (restored by the fixture's monkeypatch)
         direct = vb.decode(z.bfloat16()).sample
     assert wino.shape == gold.shape == (1, 3, 9, 32, 48)
     err, err_direct = _rel(wino, gold), _rel(direct, gold)

@@ -9,47 +9,18 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
+
+#include "common.h"
 
 namespace {
 
+using hyvideo::fast_exp;
+using hyvideo::to_bf16;
+using hyvideo::to_float;
+
 constexpr int64_t kBlock = 32;  // channels per work item (one 64-byte line of bfloat16)
-
-inline float to_float(uint16_t b) {
-  uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-inline uint16_t to_bf16(float f) {  // round to nearest even, as at::BFloat16
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-// exp(x) in float32 for the SiLU below, written so that the compiler vectorises it: 2^n * p(f) with n the
-// nearest integer to x log2(e) (clamped to the normal range) and p a degree-6 Taylor polynomial of 2^f,
-// |f| <= 1/2 (relative error < 3e-7, far below the bfloat16 rounding of every value this file writes).
-inline float fast_exp(float x) {
-  const float t = std::min(std::max(x * 1.44269504088896341f, -126.f), 126.f);
-  const float shifted = t + 12582912.f;  // 1.5 * 2^23: the low mantissa bits now hold round(t)
-  const float n = shifted - 12582912.f;
-  const float f = (t - n) * 0.693147180559945309f;
-  float p = 1.f / 720;
-  p = p * f + 1.f / 120;
-  p = p * f + 1.f / 24;
-  p = p * f + 1.f / 6;
-  p = p * f + 0.5f;
-  p = p * f + 1.f;
-  p = p * f + 1.f;
-  const int32_t bits = (__builtin_bit_cast(int32_t, shifted) - 0x4B400000 + 127) << 23;  // 2^round(t)
-  return p * __builtin_bit_cast(float, bits);
-}
 
 // The prologue applied to every input value as it is read: 0 none, 1 v * scale + shift (a GroupNorm with its
 // statistics folded in), 2 SiLU of that.
