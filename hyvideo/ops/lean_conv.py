@@ -342,7 +342,14 @@ def upsample_lean(up: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DEF
     c_out = conv.out_channels
     front = 1 if ft == 2 else 2  # padded frames in front of the 2-tap (ft = 2) or 3-tap (ft = 1) time axis
     out = []
+    wino = winograd.up_usable(next(c for c in xs.chunks if c is not None), conv, factor)
+    u = winograd.up_weight(kernel) if wino else None  # per call: no resident copy
     for s, e in zip(xs.starts[:-1], xs.starts[1:]):
+        if wino:
+            out.append(_upsample_chunk_winograd(xs, s, e, u, conv.bias, ft, front, kernel.shape[2]))
+            if release:
+                xs.release_before(e - front if e < t else t)
+            continue
         # phase frames s..e-1 read padded frames s..e-1+taps-1 = input frames s-front .. e-1 (clamped).
         a = max(s - front, 0)
         xi = F.pad(xs.frames(a, e), (1, 1, 1, 1, front - (s - a), 0), mode="replicate")
@@ -369,6 +376,23 @@ def upsample_lean(up: nn.Module, x: torch.Tensor | FrameChunks, chunk: int = DEF
         if release:
             xs.release_before(e - front if e < t else t)
     return _like_input(x, FrameChunks(out))
+
+
+def _upsample_chunk_winograd(xs: FrameChunks, s: int, e: int, u, bias, ft: int, front: int, kt: int):
+    """Output chunk of phase frames ``[s, e)`` by :func:`hyvideo.ops.winograd.upsample_winograd`."""
+    b, c_out = xs.shape[0], u.shape[1] // (4 * ft)
+    h, w = xs.shape[3:]
+    lo = max(ft * s - (ft - 1), 0)  # as the direct path: phase frame i -> output frames ft i (and 2 i - 1)
+    o = torch.empty(b, c_out, ft * (e - 1) + 1 - lo, 2 * h, 2 * w, dtype=xs.dtype, device=xs.device)
+    for i in range(b):
+        frames = [xs.frames(p, p + 1)[i, :, 0] for p in (max(q - front, 0) for q in range(s, e + kt - 1))]
+        outs, phases = [], []
+        for f in range(s, e):
+            pts = [pt for pt in range(ft) if pt == 0 or f >= 1]
+            outs.append([o[i, :, ft * f - pt - lo] for pt in pts])
+            phases.append(pts)
+        winograd.upsample_winograd(frames, u, bias, outs, phases)
+    return o
 
 
 def chunk_frames_for(shape, max_elements: int) -> int:

@@ -144,3 +144,59 @@ def winograd_frames(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.Ten
             for k in range(16):
                 torch.mm(v[k, :, f * c: (f + 3) * c], u[k].t(), out=m[k])
             ops.output_transform(m, out[:, f], r0, bias, accumulate)
+
+
+# F(2x2, 2x2) for the polyphase upsampler convs (csrc/winograd_up.cpp): U = G2 g G2^T per phase and time tap.
+_G2 = ((1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+
+
+def up_usable(x: torch.Tensor, conv: nn.Conv3d, factor: tuple[int, int, int]) -> bool:
+    """True where :func:`upsample_winograd` may run the polyphase upsample-conv of a frame chunk x.
+
+    x ``[B, C_in, n, H, W]``: the conditions of :func:`winograd_usable` (CPU bf16 inference, 3x3x3 stride-1
+    conv with at least :data:`MIN_OUT_CHANNELS` outputs, even H, W, kernels built) and factors ``(f_t, 2, 2)``
+    with ``f_t`` 1 or 2 (the released upsamplers).
+    """
+    return factor[0] in (1, 2) and tuple(factor[1:]) == (2, 2) and winograd_usable(x, conv)
+
+
+def up_weight(kernel: torch.Tensor) -> torch.Tensor:
+    """Polyphase kernels ``[P C_out, C_in, k_t, 2, 2]`` -> ``[9, P C_out, k_t C_in]`` (K index ``t C_in + c``)."""
+    n, c, kt = kernel.shape[:3]
+    g = torch.tensor(_G2, dtype=kernel.dtype, device=kernel.device)
+    w4 = kernel.reshape(n, c, kt, 4).permute(3, 0, 2, 1).reshape(4, -1)  # [4, P C_out * k_t * C_in]
+    return (torch.kron(g, g) @ w4).view(9, n, kt * c)
+
+
+def upsample_winograd(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.Tensor | None,
+                      outs: list[list[torch.Tensor]], phases: list[list[int]]) -> None:
+    """One sample's polyphase upsample-conv of a chunk by Winograd F(2x2, 2x2), written into its output frames.
+
+    Args:
+        frames: the phase convs' input frames in time order, ``[C_in, H, W]`` bfloat16 views (unpadded: the
+            replicate border is read by clamping; frames repeat where the causal time padding does).
+        u: ``[9, P C_out, k_t C_in]`` from :func:`up_weight`; phase frame f reads ``frames[f : f + k_t]``.
+        bias: ``[C_out]`` or None.
+        outs: per phase frame, the upsampled output frames ``[C_out, 2H, 2W]`` it produces (unit stride along W).
+        phases: per phase frame, the time phase of each of those output frames.
+
+    Raises:
+        RuntimeError: the kernels are not built or the shapes disagree.
+    """
+    if not native.load():
+        raise RuntimeError("hyvideo's C++ CPU kernels are not available (hyvideo.ops.native)")
+    ops = torch.ops.hyvideo_winograd_up
+    tp, (c, h, w) = len(frames), frames[0].shape
+    kt = u.shape[2] // c
+    th, tw = h // 2 + 1, w // 2 + 1
+    if u.shape[2] != kt * c or len(outs) != tp - kt + 1:
+        raise RuntimeError(f"{tp} input frames, {len(outs)} phase frames and weights {tuple(u.shape)} disagree")
+    rows = max(1, min(th, SLAB_ELEMENTS // (9 * tw * tp * c)))
+    for r0 in range(0, th, rows):
+        n = min(rows, th - r0)
+        v = ops.input_transform(frames, r0, n).view(9, n * tw, tp * c)
+        m = v.new_empty(9, n * tw, u.shape[1])
+        for f, (o, p) in enumerate(zip(outs, phases)):
+            for k in range(9):
+                torch.mm(v[k, :, f * c: (f + kt) * c], u[k].t(), out=m[k])
+            ops.output_transform(m, o, p, r0, bias)

@@ -127,3 +127,27 @@ def test_lean_decode_with_winograd_stays_within_bf16_tolerance(enabled):
     assert wino.shape == gold.shape == (1, 3, 9, 32, 48)
     err, err_direct = _rel(wino, gold), _rel(direct, gold)
     assert err <= 5e-2 and err <= 4 * err_direct, (err, err_direct)
+
+
+@pytest.mark.parametrize("factor,c,t,h,w", [((2, 2, 2), 40, 5, 6, 10), ((1, 2, 2), 33, 3, 4, 8), ((2, 2, 2), 8, 1, 2, 2)])
+@pytest.mark.parametrize("chunk", [1, 2, 16])
+def test_polyphase_upsampler_by_winograd_f2x2_2x2(enabled, factor, c, t, h, w, chunk):
+    from hyvideo.ops.lean_conv import upsample_lean
+    from hyvideo.vae.causal_conv import UpsampleCausal3D
+
+    up = UpsampleCausal3D(c, factor).eval()
+    g = torch.Generator().manual_seed(c)
+    with torch.no_grad():
+        for p in up.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    x = torch.randn(1, c, t, h, w, generator=g)
+    with torch.inference_mode():
+        gold = up(x)
+        ub = up.bfloat16()
+        assert winograd.up_usable(x.bfloat16(), ub.conv.conv, factor)
+        wino = upsample_lean(ub, x.bfloat16(), chunk)
+        native._LOADED = False  # the direct polyphase conv (restored by the fixture's monkeypatch)
+        direct = upsample_lean(ub, x.bfloat16(), chunk)
+    assert wino.shape == direct.shape == gold.shape
+    err, err_direct = _rel(wino, gold), _rel(direct, gold)
+    assert err <= 1e-2 and err <= 4 * err_direct, (err, err_direct)
