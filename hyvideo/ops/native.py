@@ -1,7 +1,9 @@
 """hyvideo's C++ CPU kernels (``csrc/*.cpp``): one extension built on first use, or a clean fallback.
 
-The kernels (Winograd transforms for the VAE decoder's convs in ``winograd.cpp``, an in-place bf16 softmax for
-the DiT's attention in ``softmax.cpp``) are compiled by :func:`torch.utils.cpp_extension.load` the first time
+The kernels (``winograd.cpp`` / ``winograd_up.cpp``: Winograd transforms for the lean VAE decode's convs with
+GroupNorm + SiLU + padding + residual fused in; ``group_stats.cpp``: GroupNorm statistics in one read;
+``softmax.cpp``: in-place bf16 softmax for the DiT's attention; ``qk_norm_rope.cpp``: QK RMSNorm + RoPE in one
+pass) are compiled by :func:`torch.utils.cpp_extension.load` the first time
 :func:`load` is called (a C++ compiler and ninja; ~30 s on 2 cores, once: the build is cached under
 ``~/.cache/torch_extensions`` and rebuilt only when a source changes). They register ``torch.ops.hyvideo_*``
 operators. Set ``HYVIDEO_NATIVE=0`` to never build or use them; where the build fails (no compiler), one

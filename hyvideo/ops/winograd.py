@@ -1,21 +1,26 @@
-"""Winograd F(2x2, 3x3) for the VAE decoder's 3x3x3 causal convs on CPU in bfloat16 (inference only).
+"""Winograd convolutions for the lean VAE decode on CPU in bfloat16 (inference only).
 
-Each output frame is ``sum_t conv2d(x_{f+t}, w_t)`` over the 3 time taps; the 3x3 spatial part runs as
-Winograd's minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
-CVPR 2016): 16 multiplies per 2x2 outputs instead of 36, so the GEMMs do 2.25x fewer FLOPs than a direct conv.
-Per tile row slab the input tiles are transformed once (``V = B^T d B``, 16 planes ``[tiles, T', C_in]``), each
-output frame is 16 GEMMs ``V[xi][:, f:f+3] @ U[xi]^T`` with the 3 time taps concatenated along K = 3 C_in
-(oneDNN, through ``torch.mm``), and ``A^T M A + bias`` is written into the ``[C_out, H, W]`` frame. The two
-transforms are a small C++ extension (``csrc/winograd.cpp``) built on first use with
-``torch.utils.cpp_extension`` (a C++ compiler and ninja; ~20 s once, cached).
+3x3x3 causal convs: each output frame is ``sum_t conv2d(x_{f+t}, w_t)`` over the 3 time taps; the 3x3 spatial
+part runs as Winograd's minimal filtering algorithm F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016): 16 multiplies per 2x2 outputs instead of 36. Per tile-row slab the
+input tiles are transformed once (``V = B^T d B``, 16 planes ``[tiles, T', C_in]``), each output frame is 16
+GEMMs ``V[xi][:, f:f+3] @ U[xi]^T`` with the 3 time taps concatenated along K = 3 C_in (oneDNN, through
+``torch.mm``), and ``A^T M A + bias`` is written into the ``[C_out, H, W]`` frame. :func:`winograd_frames`
+reads the raw frames of the lean walk: the GroupNorm (as a per-channel affine), SiLU, replicate border and
+causal front frames are applied inside the input transform, and a resnet's residual add inside the output
+transform, so none of them costs a pass over memory.
 
-Opt-in: set ``HYVIDEO_WINOGRAD=1`` to use it in the lean VAE decode (:mod:`hyvideo.ops.lean_conv`); otherwise,
-or when the extension cannot be built (one warning), :func:`winograd_usable` is False and ``F.conv3d`` runs.
-Measured (docs/benchmarks.md section 2): released decoder, 17 x 256 x 256, bf16, 2 threads: ~0.85-0.9x the
-decode time of the default lean walk. Not the default because of the error: the transformed inputs and the
-GEMM results are rounded to bfloat16, so each conv is ~2x further from float32 than oneDNN's direct bf16 conv
-(4.5e-3 vs 2.1e-3 of the output's max), and the decoded video differs from the direct bf16 decode by ~2-5e-2
-of its max (random weights, 25 convs deep).
+Upsampler convs (nearest x2 + 3x3x3 conv, polyphase form, :func:`upsample_winograd`): every output phase is a
+2x2 conv of the input, so F(2x2, 2x2) transforms the shared input tiles once and one GEMM per transformed
+element covers all phases and channels; the output transform writes the phases interleaved.
+
+The transforms are C++ (``csrc/winograd*.cpp``, :mod:`hyvideo.ops.native`; used unless ``HYVIDEO_NATIVE=0``
+or the build fails, when :func:`winograd_usable` is False and ``F.conv3d`` runs). Measured in
+docs/benchmarks.md section 2 (released decoder, 17 x 256 x 256, bf16, 2 threads): decode 36.5 s vs 47-48 s
+with oneDNN's direct convs. Error: the transformed inputs and GEMM results are rounded to bfloat16, so each
+conv is ~2x further from float32 than the direct bf16 conv (4-5e-3 vs ~2e-3 of the output's max); the
+decoded video stays as close to diffusers' bf16 decode as our direct decode does (5.7e-2 vs 4.7e-2 of the
+max, random weights, ~30 convs deep).
 """
 
 from __future__ import annotations
