@@ -410,10 +410,12 @@ def rechunk(x: FrameChunks, frames: int) -> FrameChunks:
     return FrameChunks(list(x.tensor().split(frames, dim=2)))
 
 
-# A chunk of 2 frames of the released decoder's widest full-resolution stage (128 channels, 256 x 256 px tiles):
-# a 17 x 256 x 256 bf16 decode peaks at ~1020 MiB (bench_vae.py; 1 or 4 frames per chunk ran no faster).
-# Narrower or lower-resolution stages get proportionally more frames per chunk (fewer, larger convs).
-DEFAULT_CHUNK_ELEMENTS = 2 * 128 * 256 * 256
+# One frame of the released decoder's widest full-resolution stage (128 channels, 256 x 256 px tiles); narrower
+# or lower-resolution stages get proportionally more frames per chunk (fewer, larger convs). With the C++
+# Winograd convs, 17 x 256 x 256 bf16 decodes (A/B in one process) took 36.7 / 37.6 s with 1 frame, 38.2 /
+# 40.9 s with 2, 42.6 s with 3 and 43.6 s with 4 (chunks of >= 2 frames at 128 x 256 x 256 are fresh mmaps
+# above glibc's 32 MiB threshold, page-faulted on every call); with the direct convs 1, 2 or 4 frames ran alike.
+DEFAULT_CHUNK_ELEMENTS = 128 * 256 * 256
 
 
 @torch.no_grad()
