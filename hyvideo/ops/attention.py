@@ -106,7 +106,7 @@ def _gemm_attention(q, k, v, key_mask) -> torch.Tensor:
     """Attention as two dense GEMMs per (sample, head) with the softmax in between; returns [B, L_q, N_h, D_h].
 
     Padded keys are removed per sample (exactly what a -inf mask does) rather than masked, so a sample's
-    GEMMs only span its valid keys. Queries go in chunks of at most GEMM_SCORE_ELEMENTS / L_k rows.
+    GEMMs only span its valid keys. Queries go in equal chunks of at most GEMM_SCORE_ELEMENTS / L_k rows.
     """
     b, lq, h, d = q.shape
     out = q.new_empty(b, lq, h, d)  # GEMMs write each head's [rows, D_h] strided block in place: no transpose copy
@@ -129,11 +129,12 @@ def _gemm_attention(q, k, v, key_mask) -> torch.Tensor:
 def softmax_(scores: torch.Tensor) -> torch.Tensor:
     """Row softmax of a score matrix ``[R, L_k]``, in place where hyvideo's C++ kernel runs (bf16 on CPU).
 
-    The kernel (``csrc/softmax.cpp``) computes in float32 and rounds once to bfloat16, as ``Tensor.softmax``
-    does for bf16 input, in one read and one write; elsewhere (or with ``HYVIDEO_NATIVE=0``) this is
-    ``scores.softmax(-1)`` (a new tensor).
+    The kernel (``csrc/softmax.cpp``, inference only) computes in float32 and rounds once to bfloat16, as
+    ``Tensor.softmax`` does for bf16 input, in one read and one write; elsewhere (autograd, other dtypes or
+    devices, ``HYVIDEO_NATIVE=0``) this is ``scores.softmax(-1)`` (a new tensor).
     """
-    if scores.device.type == "cpu" and scores.dtype == torch.bfloat16 and scores.stride(-1) == 1 and native.load():
+    if (scores.device.type == "cpu" and scores.dtype == torch.bfloat16 and scores.stride(-1) == 1
+            and not (torch.is_grad_enabled() and scores.requires_grad) and native.load()):
         return torch.ops.hyvideo_attention.softmax_(scores)
     return scores.softmax(-1)
 

@@ -8,7 +8,9 @@ a resnet with a channel-changing shortcut frees its input as its hidden and outp
 decoder's largest stage (256 -> 128 channels at full resolution) holds about one full-size 256-channel
 activation instead of three (diffusers keeps 4-5: norm, activation, replicate-padded copy, conv output,
 residual). GroupNorm statistics are computed first, in float32 over the whole activation (one chunked pass),
-so the result equals the unchunked modules up to float rounding.
+so the result equals the unchunked modules up to float rounding. On CPU in bf16 the 3x3x3 convs and the
+upsampler convs run as Winograd convs that read the raw chunks (:mod:`hyvideo.ops.winograd`: norm, SiLU,
+padding and residual add fused into the transforms), so the normalised / padded input is never built at all.
 
 Inference only (no autograd); the modules keep their parameters and state-dict keys.
 """
@@ -121,14 +123,15 @@ def group_norm_affine(x: torch.Tensor | FrameChunks, norm: nn.GroupNorm, chunk: 
 def _chunk_group_stats(piece: torch.Tensor, g: int, ones: torch.Tensor, zeros: torch.Tensor):
     """``(mean, m2, n)`` of one chunk ``[B, C, t, H, W]`` per (sample, group): float64 ``[B, G]`` and the count.
 
-    bf16 on CPU with hyvideo's C++ kernels: one read (``csrc/group_stats.cpp``); otherwise a training-mode
-    batch norm over ``[1, B * G, N]`` gives float32 mean and 1/std straight from x's dtype (4x faster than
-    var_mean on a float32 copy).
+    bf16 on CPU without autograd, with hyvideo's C++ kernels: one read (``csrc/group_stats.cpp``); otherwise a
+    training-mode batch norm over ``[1, B * G, N]`` gives float32 mean and 1/std straight from x's dtype (4x
+    faster than var_mean on a float32 copy).
     """
     b, c = piece.shape[:2]
     n = float(piece[0, : c // g].numel())
     if (piece.device.type == "cpu" and piece.dtype == torch.bfloat16 and piece.stride(4) == 1
-            and piece.stride(3) == piece.shape[4] and native.load()):
+            and piece.stride(3) == piece.shape[4] and not (torch.is_grad_enabled() and piece.requires_grad)
+            and native.load()):
         mean_c, m2_c = torch.ops.hyvideo_norm.group_stats(piece, g)
         return mean_c, m2_c, n
     flat = piece.reshape(1, b * g, -1)

@@ -35,9 +35,9 @@ _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 # Largest transformed-input slab [16, tiles, T', C_in] in elements (16 MiB in bf16): allocations below glibc's
 # mmap threshold are reused from the heap instead of being page-faulted in on every call.
 SLAB_ELEMENTS = 1 << 23
-# Measured per conv (bf16, 2 threads, docs/benchmarks.md): 0.53-0.78x oneDNN's direct conv time at 256 and 512
-# output channels, 0.96-1.0x at 128 (the transforms cost about what the GEMMs save); used from 128 up, since
-# the whole decode ran faster with the 128-channel stage included (42.7-43.7 s vs 44.3-47.3 s).
+# Measured per conv (bf16, 2 threads, docs/benchmarks.md, before the prologue fusion): 0.53-0.78x oneDNN's direct
+# conv time at 256 and 512 output channels, 0.96-1.0x at 128; used from 128 up (the whole decode is faster with
+# the 128-channel stage included). The 128 -> 3 conv_out stays direct: Winograd ran it no faster (377 vs 382 ms).
 MIN_OUT_CHANNELS = 128
 
 

@@ -48,3 +48,11 @@ def test_softmax_falls_back_without_the_kernels(monkeypatch):
     x = torch.randn(3, 9).bfloat16()
     out = attn.softmax_(x)
     assert out.data_ptr() != x.data_ptr() and torch.equal(out, x.softmax(-1))
+
+
+def test_softmax_keeps_autograd(kernels):
+    x = torch.randn(4, 9).bfloat16().requires_grad_()
+    out = attn.softmax_(x * 1.0)
+    assert out.requires_grad
+    out[:, 0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
