@@ -146,8 +146,7 @@ def winograd_frames(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.Ten
         v = ops.input_transform(frames, r0, n, pad, scale, shift, silu).view(16, n * tw, tp * c)
         m = v.new_empty(16, n * tw, c_out)
         for f in range(t):
-            for k in range(16):
-                torch.mm(v[k, :, f * c: (f + 3) * c], u[k].t(), out=m[k])
+            _frame_gemms(v, u, m, f * c, (f + 3) * c)
             ops.output_transform(m, out[:, f], r0, bias, accumulate)
 
 
@@ -202,6 +201,11 @@ def upsample_winograd(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.T
         v = ops.input_transform(frames, r0, n).view(9, n * tw, tp * c)
         m = v.new_empty(9, n * tw, u.shape[1])
         for f, (o, p) in enumerate(zip(outs, phases)):
-            for k in range(9):
-                torch.mm(v[k, :, f * c: (f + kt) * c], u[k].t(), out=m[k])
+            _frame_gemms(v, u, m, f * c, (f + kt) * c)
             ops.output_transform(m, o, p, r0, bias)
+
+
+def _frame_gemms(v: torch.Tensor, u: torch.Tensor, m: torch.Tensor, k0: int, k1: int) -> None:
+    """``m[xi] = v[xi][:, k0:k1] @ u[xi]^T`` for every transformed element xi (one output frame's time taps)."""
+    for xi in range(v.shape[0]):
+        torch.mm(v[xi, :, k0:k1], u[xi].t(), out=m[xi])

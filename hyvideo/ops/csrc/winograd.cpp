@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "frames.h"
 
 namespace {
 
@@ -116,20 +117,11 @@ void input_transform_impl(const std::vector<const uint16_t*>& src, const std::ve
 at::Tensor input_transform(at::TensorList frames, int64_t row0, int64_t rows, int64_t pad,
                            const std::optional<at::Tensor>& scale, const std::optional<at::Tensor>& shift,
                            bool silu) {
-  TORCH_CHECK(!frames.empty(), "winograd input: no frames");
   TORCH_CHECK(pad == 0 || pad == 1, "winograd input: pad must be 0 or 1");
-  const at::Tensor& f0 = frames[0];
-  TORCH_CHECK(f0.dim() == 3, "winograd input: frames must be [C, H, W]");
-  const int64_t C = f0.size(0), Hs = f0.size(1), Ws = f0.size(2);
-  std::vector<const uint16_t*> src;
-  std::vector<int64_t> cstride;
-  for (const at::Tensor& f : frames) {
-    TORCH_CHECK(f.dim() == 3 && f.size(0) == C && f.size(1) == Hs && f.size(2) == Ws &&
-                    f.scalar_type() == at::kBFloat16 && f.stride(2) == 1 && f.stride(1) == Ws,
-                "winograd input: every frame must be a bfloat16 [C, H, W] view with contiguous rows, like the first");
-    src.push_back(reinterpret_cast<const uint16_t*>(f.data_ptr<at::BFloat16>()));
-    cstride.push_back(f.stride(0));
-  }
+  const hyvideo::Frames fr = hyvideo::gather_frames(frames, "winograd input");
+  const int64_t C = fr.C, Hs = fr.H, Ws = fr.W;
+  const std::vector<const uint16_t*>& src = fr.data;
+  const std::vector<int64_t>& cstride = fr.cstride;
   const int64_t Hp = Hs + 2 * pad, Wp = Ws + 2 * pad;
   TORCH_CHECK(Hp >= 4 && Wp >= 4 && Hp % 2 == 0 && Wp % 2 == 0, "winograd input: H and W must be even and >= 2");
   const int64_t th = (Hp - 2) / 2, tw = (Wp - 2) / 2;
@@ -142,7 +134,7 @@ at::Tensor input_transform(at::TensorList frames, int64_t row0, int64_t rows, in
     sh = shift->to(at::kFloat).contiguous();
     TORCH_CHECK(sc.numel() == C && sh.numel() == C, "winograd input: scale and shift need C entries");
   }
-  at::Tensor V = at::empty({16, rows * tw, static_cast<int64_t>(frames.size()), C}, f0.options());
+  at::Tensor V = at::empty({16, rows * tw, static_cast<int64_t>(frames.size()), C}, frames[0].options());
   auto* O = reinterpret_cast<uint16_t*>(V.data_ptr<at::BFloat16>());
   const float* s = scale.has_value() ? sc.data_ptr<float>() : nullptr;
   const float* b = scale.has_value() ? sh.data_ptr<float>() : nullptr;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common.h"
+#include "frames.h"
 
 namespace {
 
@@ -31,17 +32,10 @@ constexpr int64_t kBlock = 32;  // channels per work item
 // rows and W / 2 + 1 tile columns cover positions 0..H. Returns V [9, rows * tw, T', C] for tile rows
 // row0 .. row0 + rows - 1, xi = 3 a + b.
 at::Tensor up_input_transform(at::TensorList frames, int64_t row0, int64_t rows) {
-  TORCH_CHECK(!frames.empty(), "winograd up input: no frames");
-  const int64_t C = frames[0].size(0), H = frames[0].size(1), W = frames[0].size(2);
-  std::vector<const uint16_t*> src;
-  std::vector<int64_t> cstride;
-  for (const at::Tensor& f : frames) {
-    TORCH_CHECK(f.dim() == 3 && f.size(0) == C && f.size(1) == H && f.size(2) == W &&
-                    f.scalar_type() == at::kBFloat16 && f.stride(2) == 1 && f.stride(1) == W,
-                "winograd up input: every frame must be a bfloat16 [C, H, W] view with contiguous rows");
-    src.push_back(reinterpret_cast<const uint16_t*>(f.data_ptr<at::BFloat16>()));
-    cstride.push_back(f.stride(0));
-  }
+  const hyvideo::Frames fr = hyvideo::gather_frames(frames, "winograd up input");
+  const int64_t C = fr.C, H = fr.H, W = fr.W;
+  const std::vector<const uint16_t*>& src = fr.data;
+  const std::vector<int64_t>& cstride = fr.cstride;
   TORCH_CHECK(H % 2 == 0 && W % 2 == 0 && H >= 2 && W >= 2, "winograd up input: H and W must be even");
   const int64_t th = H / 2 + 1, tw = W / 2 + 1, Tp = static_cast<int64_t>(frames.size());
   TORCH_CHECK(row0 >= 0 && rows > 0 && row0 + rows <= th, "winograd up input: tile rows out of range");
