@@ -16,11 +16,11 @@ element covers all phases and channels; the output transform writes the phases i
 
 The transforms are C++ (``csrc/winograd*.cpp``, :mod:`hyvideo.ops.native`; used unless ``HYVIDEO_NATIVE=0``
 or the build fails, when :func:`winograd_usable` is False and ``F.conv3d`` runs). Measured in
-docs/benchmarks.md section 2 (released decoder, 17 x 256 x 256, bf16, 2 threads): decode 36.5 s vs 47-48 s
-with oneDNN's direct convs. Error: the transformed inputs and GEMM results are rounded to bfloat16, so each
+docs/benchmarks.md section 2 (released decoder, 17 x 256 x 256, bf16, 2 threads, lean walk, A/B in one
+process): decode 36.8 / 37.8 s vs 46.7 / 47.6 s with oneDNN's direct convs. Error: the transformed inputs and GEMM results are rounded to bfloat16, so each
 conv is ~2x further from float32 than the direct bf16 conv (4-5e-3 vs ~2e-3 of the output's max); the
-decoded video stays as close to diffusers' bf16 decode as our direct decode does (5.7e-2 vs 4.7e-2 of the
-max, random weights, ~30 convs deep).
+decoded video stays about as close to diffusers' bf16 decode as our direct decode does (5.4-5.9e-2 vs 4.7e-2
+of the max, random weights, ~30 convs deep).
 """
 
 from __future__ import annotations
@@ -130,9 +130,7 @@ def winograd_frames(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.Ten
     Raises:
         RuntimeError: the extension is not built or the shapes disagree.
     """
-    if not native.load():
-        raise RuntimeError("hyvideo's C++ CPU kernels are not available (hyvideo.ops.native); use F.conv3d")
-    ops = torch.ops.hyvideo_winograd
+    ops = torch.ops.hyvideo_winograd  # (its operators are looked up inside _slab_gemms, after the load check)
     tp, (c, hs, ws) = len(frames), frames[0].shape
     t, h, w = tp - 2, hs + 2 * pad - 2, ws + 2 * pad - 2
     tw, th = w // 2, h // 2
@@ -140,14 +138,8 @@ def winograd_frames(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.Ten
     if u.shape != (16, c_out, 3 * c) or out.shape != (c_out, t, h, w):
         raise RuntimeError(f"Winograd weight {tuple(u.shape)} / output {tuple(out.shape)} do not match {c} input "
                            f"channels and {t} x {h} x {w} outputs")
-    rows = max(1, min(th, SLAB_ELEMENTS // (16 * tw * tp * c)))
-    for r0 in range(0, th, rows):
-        n = min(rows, th - r0)
-        v = ops.input_transform(frames, r0, n, pad, scale, shift, silu).view(16, n * tw, tp * c)
-        m = v.new_empty(16, n * tw, c_out)
-        for f in range(t):
-            _frame_gemms(v, u, m, f * c, (f + 3) * c)
-            ops.output_transform(m, out[:, f], r0, bias, accumulate)
+    _slab_gemms(lambda r0, n: ops.input_transform(frames, r0, n, pad, scale, shift, silu), u, th, tw, tp, c, 3,
+                lambda m, f, r0: ops.output_transform(m, out[:, f], r0, bias, accumulate))
 
 
 # F(2x2, 2x2) for the polyphase upsampler convs (csrc/winograd_up.cpp): U = G2 g G2^T per phase and time tap.
@@ -187,25 +179,35 @@ def upsample_winograd(frames: list[torch.Tensor], u: torch.Tensor, bias: torch.T
     Raises:
         RuntimeError: the kernels are not built or the shapes disagree.
     """
-    if not native.load():
-        raise RuntimeError("hyvideo's C++ CPU kernels are not available (hyvideo.ops.native)")
     ops = torch.ops.hyvideo_winograd_up
     tp, (c, h, w) = len(frames), frames[0].shape
     kt = u.shape[2] // c
     th, tw = h // 2 + 1, w // 2 + 1
     if u.shape[2] != kt * c or len(outs) != tp - kt + 1:
         raise RuntimeError(f"{tp} input frames, {len(outs)} phase frames and weights {tuple(u.shape)} disagree")
-    rows = max(1, min(th, SLAB_ELEMENTS // (9 * tw * tp * c)))
+    _slab_gemms(lambda r0, n: ops.input_transform(frames, r0, n), u, th, tw, tp, c, kt,
+                lambda m, f, r0: ops.output_transform(m, outs[f], phases[f], r0, bias))
+
+
+def _slab_gemms(transform, u: torch.Tensor, th: int, tw: int, tp: int, c: int, kt: int, emit) -> None:
+    """The GEMM loop shared by both Winograd convs, per slab of tile rows (at most :data:`SLAB_ELEMENTS`).
+
+    ``transform(r0, n)`` gives the transformed input ``[X, n * tw, tp, c]`` of tile rows ``r0 .. r0 + n - 1``
+    (X = 16 or 9 transformed elements); for each output frame f, ``m[xi] = V[xi][:, f:f + kt] @ u[xi]^T`` over
+    its kt time taps (K = kt c), then ``emit(m, f, r0)`` runs the output transform.
+
+    Raises:
+        RuntimeError: hyvideo's C++ kernels are not built.
+    """
+    if not native.load():
+        raise RuntimeError("hyvideo's C++ CPU kernels are not available (hyvideo.ops.native); use F.conv3d")
+    n_xi = u.shape[0]
+    rows = max(1, min(th, SLAB_ELEMENTS // (n_xi * tw * tp * c)))
     for r0 in range(0, th, rows):
         n = min(rows, th - r0)
-        v = ops.input_transform(frames, r0, n).view(9, n * tw, tp * c)
-        m = v.new_empty(9, n * tw, u.shape[1])
-        for f, (o, p) in enumerate(zip(outs, phases)):
-            _frame_gemms(v, u, m, f * c, (f + kt) * c)
-            ops.output_transform(m, o, p, r0, bias)
-
-
-def _frame_gemms(v: torch.Tensor, u: torch.Tensor, m: torch.Tensor, k0: int, k1: int) -> None:
-    """``m[xi] = v[xi][:, k0:k1] @ u[xi]^T`` for every transformed element xi (one output frame's time taps)."""
-    for xi in range(v.shape[0]):
-        torch.mm(v[xi, :, k0:k1], u[xi].t(), out=m[xi])
+        v = transform(r0, n).view(n_xi, n * tw, tp * c)
+        m = v.new_empty(n_xi, n * tw, u.shape[1])
+        for f in range(tp - kt + 1):
+            for xi in range(n_xi):
+                torch.mm(v[xi, :, f * c: (f + kt) * c], u[xi].t(), out=m[xi])
+            emit(m, f, r0)
