@@ -12,20 +12,22 @@ Examples::
         --prompt "A cat walks on the grass, realistic style." --seed 42 --embedded-cfg-scale 6.0 \
         --flow-shift 7.0 --flow-reverse --use-cpu-offload --save-path ./results
 
-Bad arguments (length not 4n+1, size not a multiple of 16, empty prompt, unknown precision, missing or
-mismatched weights) exit with status 2 and a message before any heavy work.
+Bad arguments (length not 4n+1, size not a multiple of 16, empty prompt, unknown precision, NaN guidance, a seed
+outside 64 bits, an unwritable save path, a request that cannot fit in memory, missing or mismatched weights)
+exit with status 2 and a message before any heavy work.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import random
 import sys
 import time
 from pathlib import Path
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+ATTN_BACKENDS = ["auto", "sdpa", "flash", "gemm", "naive"]  # hyvideo.ops.attention.backends() (a test keeps them equal)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,112 +47,172 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accepted for compatibility; sigma=1 is noise always (the released weights' convention)")
     p.add_argument("--embedded-cfg-scale", type=float, default=6.0)
     p.add_argument("--cfg-scale", type=float, default=1.0)
-    p.add_argument("--precision", default="bf16", help="DiT dtype: fp32, fp16, bf16")
-    p.add_argument("--vae-precision", default="fp16")
-    p.add_argument("--text-encoder-precision", default="fp16")
+    p.add_argument("--precision", default=None,
+                   help="DiT dtype (default: bf16 on CUDA and on CPUs with native bf16, else fp32)")
+    p.add_argument("--vae-precision", default=None,
+                   help="VAE dtype (default: fp16 on CUDA, the DiT's on CPU)")
+    p.add_argument("--text-encoder-precision", default=None,
+                   help="text encoders' dtype (default: fp16 on CUDA, the DiT's on CPU)")
     p.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--use-cpu-offload", action="store_true")
     p.add_argument("--batch-size", type=int, default=1, help="videos per forward pass")
     p.add_argument("--num-videos", type=int, default=1, help="videos per prompt")
     p.add_argument("--save-path", default="./results")
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    # hyvideo.ops.attention.BACKENDS, spelled out so that parsing does not import torch (a test keeps them equal)
-    p.add_argument("--attn-backend", default="auto", choices=["auto", "sdpa", "flash", "gemm", "naive"])
-    # speed and memory (hyvideo.parallel.sequence_parallel, hyvideo.cache, hyvideo.quant, hyvideo.offload)
+    p.add_argument("--attn-backend", default="auto", choices=ATTN_BACKENDS)
+    # speed and memory (hyvideo.accel: sequence parallel, step cache, FP8, offload)
     p.add_argument("--ulysses-degree", type=int, default=1,
                    help="Ulysses sequence-parallel degree; launch with torchrun --nproc_per_node N (world size divisible by N)")
     p.add_argument("--cache-threshold", type=float, default=0.0,
-                   help="first-block step cache threshold (0 = off; 0.15 = hyvideo.cache default, ~2.7x fewer DiT "
-                        "evaluations on a trained model)")
+                   help="first-block step cache threshold (0 = off; 0.15 = hyvideo.accel.step_cache default, ~2.7x "
+                        "fewer DiT evaluations on a trained model)")
     p.add_argument("--use-fp8", action="store_true",
                    help="FP8 e4m3 block weights (the released *_fp8.pt + *_fp8_map.pt if present, else quantised)")
+    p.add_argument("--use-cpu-offload", action="store_true",
+                   help="released meaning: DiT blocks streamed from CPU memory, text encoders and VAE moved to "
+                        "the GPU only while they run (24 GB cards with --use-fp8)")
+    p.add_argument("--model-cpu-offload", action="store_true",
+                   help="each whole model moved to the GPU only while it runs (the DiT must fit at once)")
     p.add_argument("--sequential-offload", action="store_true",
-                   help="stream DiT blocks from CPU to the GPU one at a time (24 GB cards)")
+                   help="stream only the DiT's blocks from CPU memory; the other models stay on the device")
     return p
+
+
+def offload_mode(args) -> str:
+    """``hyvideo.checkpoint.loader.OFFLOAD_MODES`` key of the offload flags."""
+    flags = [f for f in ("use_cpu_offload", "model_cpu_offload", "sequential_offload") if getattr(args, f)]
+    if len(flags) > 1:
+        raise ValueError(f"choose one offload flag, got {', '.join('--' + f.replace('_', '-') for f in flags)}")
+    return {"use_cpu_offload": "cpu", "model_cpu_offload": "model", "sequential_offload": "blocks"}.get(
+        flags[0] if flags else "", "none")
+
+
+def resolve_precisions(args, device: str) -> str:
+    """Fill the precision flags left at their default; returns a one-line reason for the log."""
+    if device.startswith("cuda"):
+        args.precision = args.precision or "bf16"
+        args.vae_precision = args.vae_precision or "fp16"
+        args.text_encoder_precision = args.text_encoder_precision or "fp16"
+        return "CUDA"
+    from hyvideo.accel.capability import cpu_info  # noqa: PLC0415
+
+    info = cpu_info()
+    reason = info.describe()
+    if args.precision is None:
+        args.precision = "bf16" if info.native_bf16 else "fp32"
+        reason += f": default precision {args.precision}" + ("" if info.native_bf16 else
+                                                              " (bf16 is emulated here, ~4x slower than fp32)")
+    args.vae_precision = args.vae_precision or args.precision
+    args.text_encoder_precision = args.text_encoder_precision or args.precision
+    return reason
 
 
 def check_args(args) -> None:
     """Validate everything cheap to check; raises ValueError with a message naming the bad value."""
-    from hyvideo.pipeline import validate_generation_args  # noqa: PLC0415
+    from hyvideo.pipeline import MAX_SEED, validate_generation_args, validate_sampling_args  # noqa: PLC0415
+    from hyvideo.utils.outputs import prepare_output_dir  # noqa: PLC0415
 
     if len(args.video_size) not in (1, 2):
         raise ValueError(f"--video-size takes H W (or one value for square), got {args.video_size}")
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
-    for flag in ("precision", "vae_precision", "text_encoder_precision"):
-        if getattr(args, flag) not in PRECISIONS:
-            raise ValueError(f"unknown --{flag.replace('_', '-')} {getattr(args, flag)!r}; allowed: {list(PRECISIONS)}")
     if args.infer_steps < 1 or args.batch_size < 1 or args.num_videos < 1:
-        raise ValueError("--infer-steps, --batch-size and --num-videos must be >= 1")
+        raise ValueError("--infer-steps, --batch-size and --num-videos must be >= 1, got "
+                         f"{args.infer_steps}, {args.batch_size}, {args.num_videos}")
+    for flag in ("precision", "vae_precision", "text_encoder_precision"):
+        value = getattr(args, flag)
+        if value is not None and value not in PRECISIONS:
+            raise ValueError(f"unknown --{flag.replace('_', '-')} {value!r}; allowed: {list(PRECISIONS)}")
+    if args.fps < 1:
+        raise ValueError(f"--fps must be >= 1, got {args.fps}")
     validate_generation_args([args.prompt or ""], args.video_size[0], args.video_size[1], args.video_length)
-    if args.cache_threshold < 0:
+    seeds = [] if args.seed is None else [args.seed, args.seed + args.num_videos - 1]
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED - args.num_videos:
+        raise ValueError(f"--seed {args.seed} is outside 0..{MAX_SEED - args.num_videos} (64-bit seeds, "
+                         f"{args.num_videos} videos)")
+    validate_sampling_args(seeds=seeds, infer_steps=args.infer_steps, flow_shift=args.flow_shift,
+                           embedded_guidance_scale=args.embedded_cfg_scale, cfg_scale=args.cfg_scale)
+    if not args.cache_threshold >= 0:
         raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
+    if args.ulysses_degree < 1:
+        raise ValueError(f"--ulysses-degree must be >= 1, got {args.ulysses_degree}")
+    offload_mode(args)
+    prepare_output_dir(args.save_path)
+
+
+def check_model_fits(args, device: str) -> None:
+    """Refuse a request whose memory estimate exceeds what the device has (before loading any model)."""
+    import torch  # noqa: PLC0415
+
+    from hyvideo.checkpoint.io import dit_config_for, resolve_model_paths  # noqa: PLC0415
+    from hyvideo.memory import GIB, advice, available_bytes, estimate_sampling  # noqa: PLC0415
+    from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
+
+    paths = resolve_model_paths(args.model_base, args.dit_weight)
+    dit_cfg = dit_config_for(paths.dit, args.model)
     if args.ulysses_degree > 1:
-        from hyvideo.checkpoint.io import dit_config_for, resolve_model_paths  # noqa: PLC0415
         from hyvideo.parallel.sequence_parallel import check_sp_degree  # noqa: PLC0415
         from hyvideo.pipeline import latent_shape  # noqa: PLC0415
 
-        try:
-            cfg = dit_config_for(resolve_model_paths(args.model_base, args.dit_weight).dit, args.model)
-        except FileNotFoundError:
-            return  # reported when the weights are loaded
-        check_sp_degree(cfg, latent_shape(1, args.video_size[0], args.video_size[1], args.video_length),
-                        args.ulysses_degree)
-
-
-def load_pipeline(args, device):
-    import torch  # noqa: PLC0415
-
-    from hyvideo.checkpoint.io import load_dit, load_vae, resolve_model_paths  # noqa: PLC0415
-    from hyvideo.pipeline import HunyuanVideoPipeline  # noqa: PLC0415
-    from hyvideo.text.encoders import load_clip_text_encoder, load_llm_text_encoder  # noqa: PLC0415
-
+        check_sp_degree(dit_cfg, latent_shape(1, *args.video_size, args.video_length), args.ulysses_degree)
+    with torch.device("meta"):
+        dit = HYVideoDiffusionTransformer.from_config(dit_cfg)
+        vae = AutoencoderKLCausal3D.from_config(paths.vae / "config.json") if (paths.vae / "config.json").is_file() \
+            else None
     dt = {k: getattr(torch, v) for k, v in PRECISIONS.items()}
-    paths = resolve_model_paths(args.model_base, args.dit_weight)
-    home = "cpu" if args.use_cpu_offload else device
-    print(f"loading {paths.layout} model tree from {args.model_base}: DiT {paths.dit}")
-    dit_home = "cpu" if args.sequential_offload else home
-    dit = load_dit_fast(args, paths.dit, dt[args.precision], dit_home)
-    if torch.device(device).type == "cpu" and dt[args.precision] == torch.bfloat16 and not args.use_fp8:
-        n = dit.enable_cpu_weight_packing()
-        print(f"CPU bf16: {n} DiT linears keep oneDNN-packed weight copies (faster GEMMs, one more copy of them)")
-    if args.sequential_offload:
-        from hyvideo.offload import enable_sequential_offload  # noqa: PLC0415
-
-        enable_sequential_offload(dit, device)
-    vae = load_vae(paths.vae, dtype=dt[args.vae_precision], device=home)
-    te_dtype = dt[args.text_encoder_precision]
-    llm = load_llm_text_encoder(paths.text_encoder, dtype=te_dtype, device=home)
-    clip = load_clip_text_encoder(paths.text_encoder_2, dtype=te_dtype, device=home)
-    return HunyuanVideoPipeline(dit, vae, llm, clip, device=torch.device(device), cpu_offload=args.use_cpu_offload,
-                                cache_threshold=args.cache_threshold)
+    text_bytes = sum(f.stat().st_size for d in (paths.text_encoder, paths.text_encoder_2) for f in Path(d).rglob("*")
+                     if f.suffix in (".safetensors", ".bin", ".pt"))
+    est = estimate_sampling(
+        dit_params=sum(p.numel() for p in dit.parameters()), dit_hidden=dit.hidden_size,
+        dit_dtype=dt[args.precision], fp8=args.use_fp8,
+        vae_params=sum(p.numel() for p in vae.parameters()) if vae else 0,
+        vae_width=vae.config["block_out_channels"][0] if vae else 128, vae_dtype=dt[args.vae_precision],
+        text_bytes=text_bytes, batch=args.batch_size, cfg=args.cfg_scale > 1, height=args.video_size[0],
+        width=args.video_size[1], frames=args.video_length, tiling=args.vae_tiling, offload=offload_mode(args))
+    free = available_bytes(device)
+    if free is not None and est.total > free:
+        raise ValueError(
+            f"this request needs about {est.total / GIB:.1f} GiB on {device} (weights {est.weights / GIB:.1f}, DiT "
+            f"activations {est.dit_activations / GIB:.1f}, VAE decode {est.vae_activations / GIB:.1f}, frames "
+            f"{est.video / GIB:.1f}) but {free / GIB:.1f} GiB are free; try {advice(est, args.vae_tiling, offload_mode(args), args.use_fp8)}")
 
 
-def load_dit_fast(args, path, dtype, device):
-    """The DiT, with FP8 block weights for ``--use-fp8`` (released ``*_fp8.pt`` pair when present)."""
-    from hyvideo.checkpoint.io import dit_config_for, load_dit  # noqa: PLC0415
-    from hyvideo.quant.fp8 import convert_to_fp8, load_fp8_dit, released_fp8_path  # noqa: PLC0415
+def setup_distributed(args, device: str):
+    """torchrun: SP groups of ``--ulysses-degree`` ranks, groups split the seeds; None for one process.
 
-    fp8_file = released_fp8_path(path) if args.use_fp8 else None
-    if fp8_file is not None:
-        print(f"loading FP8 weights {fp8_file}")
-        return load_fp8_dit(fp8_file, config=dit_config_for(path, args.model), dtype=dtype, device=device,
-                            attn_backend=args.attn_backend)
-    dit = load_dit(path, model=args.model, load_key=args.load_key, dtype=dtype, device=device,
-                   attn_backend=args.attn_backend)
-    if args.use_fp8:
-        convert_to_fp8(dit)
-    return dit
+    Raises:
+        ValueError: the world size is not divisible by the degree.
+    """
+    import os  # noqa: PLC0415
+
+    if args.ulysses_degree == 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return None
+    from hyvideo.parallel.mesh import init_distributed  # noqa: PLC0415
+
+    try:
+        return init_distributed(sp_degree=args.ulysses_degree, backend="gloo" if device == "cpu" else "")
+    except ValueError as e:
+        raise ValueError(f"{e} (launch with torchrun --nproc_per_node {args.ulysses_degree})") from None
 
 
-def output_name(seed: int, prompt: str) -> str:
-    stamp = time.strftime("%Y-%m-%d-%H:%M:%S")
-    return f"{stamp}_seed{seed}_{prompt[:100].replace('/', '')}"
+def shared_seed(args, env) -> int:
+    """``--seed``, or one random seed drawn on rank 0 and broadcast, so all ranks of a video start alike."""
+    if args.seed is not None:
+        return args.seed
+    seed = random.randint(0, 1_000_000)
+    if env is not None:
+        import torch.distributed as dist  # noqa: PLC0415
+
+        box = [seed]
+        dist.broadcast_object_list(box, src=0)
+        seed = box[0]
+    return seed
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         check_args(args)
     except ValueError as e:
@@ -158,54 +220,67 @@ def main(argv=None) -> int:
         return 2
     import torch  # noqa: PLC0415
 
+    from hyvideo import accel  # noqa: PLC0415
     from hyvideo.checkpoint.io import WeightLoadError  # noqa: PLC0415
-    from hyvideo.utils.video_io import save_video  # noqa: PLC0415
+    from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
+    from hyvideo.diffusion.sampler import NonFiniteError  # noqa: PLC0415
+    from hyvideo.utils.outputs import save_result, video_name  # noqa: PLC0415
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    env = None
-    if args.ulysses_degree > 1:  # torchrun: SP groups of ulysses_degree ranks; groups split the seeds
-        from hyvideo.parallel.mesh import init_distributed  # noqa: PLC0415
-
-        try:
-            env = init_distributed(sp_degree=args.ulysses_degree, backend="gloo" if device == "cpu" else "")
-        except ValueError as e:
-            print(f"error: {e} (launch with torchrun --nproc_per_node {args.ulysses_degree})", file=sys.stderr)
-            return 2
-        device = str(env.device)
+    reason = resolve_precisions(args, device)
+    print(f"precision on {reason}: DiT {args.precision}, VAE {args.vae_precision}, text {args.text_encoder_precision}")
     try:
-        pipe = load_pipeline(args, device)
-    except (FileNotFoundError, WeightLoadError, ValueError) as e:
+        check_model_fits(args, device)
+        env = setup_distributed(args, device)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if env is not None:
-        from hyvideo.parallel.sequence_parallel import enable_sequence_parallel  # noqa: PLC0415
-
-        enable_sequence_parallel(pipe.dit, env.sp_group)
+        device = str(env.device)
+    dt = {k: getattr(torch, v) for k, v in PRECISIONS.items()}
+    try:
+        pipe = load_pipeline(args.model_base, dit_weight=args.dit_weight, model=args.model, load_key=args.load_key,
+                             dit_dtype=dt[args.precision], vae_dtype=dt[args.vae_precision],
+                             text_dtype=dt[args.text_encoder_precision], device=device, fp8=args.use_fp8,
+                             offload=offload_mode(args))
+    except (FileNotFoundError, WeightLoadError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    plan = accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(
+        device=device, attn_backend=args.attn_backend, cache_threshold=args.cache_threshold,
+        sequential_offload=offload_mode(args) in ("cpu", "blocks"),
+        sp_group=env.sp_group if env is not None else None))
+    pipe.step_cache = plan.step_cache
     height, width = args.video_size
-    base_seed = args.seed if args.seed is not None else random.randint(0, 1_000_000)
+    base_seed = shared_seed(args, env)
     seeds = [base_seed + i for i in range(args.num_videos)]
     if env is not None:
         seeds = seeds[env.dp_rank::env.dp_world]
-    save_dir = Path(args.save_path)
-    outputs = []
+    save_dir, taken = Path(args.save_path), set()
     for start in range(0, len(seeds), args.batch_size):
         batch_seeds = seeds[start: start + args.batch_size]
         t0 = time.perf_counter()
-        videos = pipe([args.prompt] * len(batch_seeds), height=height, width=width, video_length=args.video_length,
-                      seeds=batch_seeds, infer_steps=args.infer_steps, flow_shift=args.flow_shift,
-                      embedded_guidance_scale=args.embedded_cfg_scale, cfg_scale=args.cfg_scale,
-                      negative_prompt=args.neg_prompt, vae_tiling=args.vae_tiling)
+        try:
+            videos = pipe([args.prompt] * len(batch_seeds), height=height, width=width, video_length=args.video_length,
+                          seeds=batch_seeds, infer_steps=args.infer_steps, flow_shift=args.flow_shift,
+                          embedded_guidance_scale=args.embedded_cfg_scale, cfg_scale=args.cfg_scale,
+                          negative_prompt=args.neg_prompt, vae_tiling=args.vae_tiling)
+        except NonFiniteError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         elapsed = time.perf_counter() - t0
         if env is not None and env.sp_rank != 0:
             continue  # every rank of an SP group holds the same video; its first rank writes it
         for seed, video in zip(batch_seeds, videos):
-            name = output_name(seed, args.prompt)
-            path = save_video(video, save_dir / f"{name}.mp4", fps=args.fps)
-            sidecar = {"args": vars(args), "seed": seed, "device": device, "video": str(path),
-                       "frames": args.video_length, "height": height, "width": width, "fps": args.fps,
-                       "seconds": round(elapsed, 3)}
-            (save_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=1))
-            outputs.append(path)
+            name = video_name(seed, args.prompt, save_dir, taken)
+            sidecar = {"args": vars(args), "seed": seed, "device": device, "frames": args.video_length,
+                       "height": height, "width": width, "fps": args.fps, "seconds": round(elapsed, 3),
+                       "accel": str(plan)}
+            try:
+                path = save_result(video, save_dir, name, args.fps, sidecar)
+            except OSError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
             print(f"saved {path} ({args.video_length} frames {height}x{width} @ {args.fps} fps, seed {seed}, "
                   f"{elapsed:.1f} s)")
     if env is not None:

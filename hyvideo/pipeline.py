@@ -1,24 +1,26 @@
 """Text-to-video generation: prompt -> text states -> seeded noise -> Euler loop -> VAE decode (spec section 5).
 
-Used by ``sample_video.py`` and the tests. Pure library code: no argparse, no file IO.
+Used by ``sample_video.py`` and the tests. Pure library code: no argparse, no file IO (models come from
+:func:`hyvideo.checkpoint.loader.load_pipeline`; speed-ups from :func:`hyvideo.accel.apply`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from hyvideo.cache import disable_step_cache, enable_step_cache
+from hyvideo.accel.offload import placed
 from hyvideo.diffusion.flow_matching import get_sigmas
-from hyvideo.diffusion.sampler import cfg_combine, euler_sample
+from hyvideo.diffusion.sampler import NonFiniteError, cfg_combine, euler_sample
 from hyvideo.text.templates import NEGATIVE_PROMPT
 
 VAE_TEMPORAL_RATIO = 4  # frames per latent frame after the first
 VAE_SPATIAL_RATIO = 8  # pixels per latent pixel
 SIZE_MULTIPLE = 16  # H and W must be multiples of this (VAE 8 x patch 2)
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
 
 def validate_generation_args(prompts: list[str], height: int, width: int, video_length: int) -> None:
@@ -35,6 +37,26 @@ def validate_generation_args(prompts: list[str], height: int, width: int, video_
     if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
         raise ValueError(f"video size {height}x{width} (HxW) must be positive multiples of {SIZE_MULTIPLE} "
                          f"pixels, e.g. 720x1280, 544x960")
+
+
+def validate_sampling_args(*, seeds: list[int], infer_steps: int, flow_shift: float,
+                           embedded_guidance_scale: float | None, cfg_scale: float) -> None:
+    """Check the sampler settings before any model is loaded.
+
+    Raises:
+        ValueError: a seed outside [0, 2^63 - 1], steps < 1, a flow shift that is not a finite number > 0, or a
+            guidance scale that is not finite (NaN would give a black video; NaN cfg would silently disable CFG).
+    """
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ValueError(f"seed {bad[0]} is outside the allowed range 0..{MAX_SEED} (64-bit)")
+    if infer_steps < 1:
+        raise ValueError(f"infer steps must be >= 1, got {infer_steps}")
+    if not (math.isfinite(flow_shift) and flow_shift > 0):
+        raise ValueError(f"flow shift must be a finite number > 0, got {flow_shift}")
+    for name, value in (("embedded guidance scale", embedded_guidance_scale), ("cfg scale", cfg_scale)):
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
 
 
 def latent_shape(batch: int, height: int, width: int, video_length: int, channels: int = 16) -> tuple[int, ...]:
@@ -64,8 +86,10 @@ class HunyuanVideoPipeline:
         text_encoder: :class:`hyvideo.text.encoders.LLMTextEncoder`.
         text_encoder_2: :class:`hyvideo.text.encoders.CLIPTextEncoder`.
         device: where computation runs.
-        cpu_offload: keep every model on the CPU and move each to ``device`` only while it runs.
-        cache_threshold: first-block step cache threshold (:mod:`hyvideo.cache`); 0 = off (every step in full).
+        offload: models kept in CPU memory and moved to ``device`` only while they run, among ``"text"``,
+            ``"dit"``, ``"vae"`` (a DiT whose blocks are streamed by :mod:`hyvideo.accel.offload` is not listed).
+        step_cache: the :class:`hyvideo.accel.step_cache.FirstBlockCache` installed by ``accel.apply`` (reset
+            before every video), or None.
     """
 
     dit: nn.Module
@@ -73,27 +97,15 @@ class HunyuanVideoPipeline:
     text_encoder: object
     text_encoder_2: object
     device: torch.device = torch.device("cpu")
-    cpu_offload: bool = False
-    cache_threshold: float = 0.0
-
-    @contextlib.contextmanager
-    def _placed(self, module):
-        """Move ``module`` to the compute device for the block's duration when offloading."""
-        if self.cpu_offload:
-            module.to(self.device)
-        try:
-            yield
-        finally:
-            if self.cpu_offload:
-                module.to("cpu")
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+    offload: tuple[str, ...] = ()
+    step_cache: object = None
 
     def encode_text(self, prompts: list[str], video_length: int):
         """LLM states ``[B, L_txt, D_txt]``, mask ``[B, L_txt]`` and CLIP pooled ``[B, D_2]``."""
         from hyvideo.text.encoders import encode_prompts  # noqa: PLC0415
 
-        with self._placed(self.text_encoder), self._placed(self.text_encoder_2):
+        off = "text" in self.offload
+        with placed(self.text_encoder, self.device, off), placed(self.text_encoder_2, self.device, off):
             emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length)
         return emb.states, emb.mask, emb.pooled
 
@@ -135,15 +147,20 @@ class HunyuanVideoPipeline:
             ``[B, 3, T, H, W]`` float32 in [0, 1] (or the final latents for ``output_type="latent"``).
 
         Raises:
-            ValueError: see :func:`validate_generation_args`; seed count != prompt count.
+            ValueError: see :func:`validate_generation_args` / :func:`validate_sampling_args`; seed count !=
+                prompt count.
+            NonFiniteError: NaN / Inf latents or frames (named step and likely causes).
         """
         validate_generation_args(prompts, height, width, video_length)
+        validate_sampling_args(seeds=seeds if latents is None else [], infer_steps=infer_steps,
+                               flow_shift=flow_shift, embedded_guidance_scale=embedded_guidance_scale,
+                               cfg_scale=cfg_scale)
         b = len(prompts)
         if latents is None:
             if len(seeds) != b:
                 raise ValueError(f"got {len(seeds)} seeds for {b} prompts; pass one seed per prompt")
             latents = seeded_noise(seeds, latent_shape(b, height, width, video_length, self.dit.in_channels))
-        dit_dtype = next(self.dit.parameters()).dtype
+        dit_dtype = next(p.dtype for p in self.dit.parameters() if p.dtype.itemsize > 1)
         do_cfg = cfg_scale > 1.0
         if do_cfg:
             negative = [negative_prompt or NEGATIVE_PROMPT] * b
@@ -165,26 +182,34 @@ class HunyuanVideoPipeline:
 
         print(f"sampling {b} video(s) {video_length}x{height}x{width} (frames x H x W), {infer_steps} steps, "
               f"flow shift {flow_shift}, embedded guidance {embedded_guidance_scale}, cfg {cfg_scale}")
-        cache = enable_step_cache(self.dit, self.cache_threshold) if self.cache_threshold > 0 else None
-        with self._placed(self.dit):
+        if self.step_cache is not None:
+            self.step_cache.reset()
+        with placed(self.dit, self.device, "dit" in self.offload):
             latents = euler_sample(model_fn, latents.to(self.device), get_sigmas(infer_steps, flow_shift),
                                    progress=progress)
-        if cache is not None:
-            print(f"step cache (threshold {self.cache_threshold}): {cache.num_full} of {infer_steps} DiT "
-                  f"evaluations computed ({cache.speedup:.2f}x fewer)")
-            disable_step_cache(self.dit)
+        if self.step_cache is not None:
+            c = self.step_cache
+            print(f"step cache (threshold {c.threshold}): {c.num_full} of {c.num_full + c.num_skipped} DiT "
+                  f"evaluations computed ({c.speedup:.2f}x fewer)")
         if output_type == "latent":
             return latents
         return self.decode(latents, vae_tiling=vae_tiling)
 
     def decode(self, latents: torch.Tensor, vae_tiling: bool = True) -> torch.Tensor:
-        """Latents ``[B, 16, T_z, H_z, W_z]`` (scaled) -> video ``[B, 3, T, H, W]`` float32 in [0, 1]."""
+        """Latents ``[B, 16, T_z, H_z, W_z]`` (scaled) -> video ``[B, 3, T, H, W]`` float32 in [0, 1].
+
+        Raises:
+            NonFiniteError: the decoded frames hold NaN / Inf (e.g. an fp16 VAE overflowing).
+        """
         if vae_tiling:
             self.vae.enable_tiling()
         else:
             self.vae.disable_tiling()
         vae_dtype = next(self.vae.parameters()).dtype
-        with self._placed(self.vae):
+        with placed(self.vae, self.device, "vae" in self.offload):
             z = (latents / self.vae.config["scaling_factor"]).to(self.device, vae_dtype)
             video = self.vae.decode(z).sample
+        if not bool(torch.isfinite(video).all()):
+            raise NonFiniteError(f"the VAE decode produced NaN/Inf frames (VAE dtype {vae_dtype}); try "
+                                 "--vae-precision fp32 or bf16")
         return (video.float() / 2 + 0.5).clamp(0, 1)

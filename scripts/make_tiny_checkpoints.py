@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 from hyvideo.checkpoint.convert import official_to_diffusers_dit  # noqa: E402
 from hyvideo.checkpoint.io import OFFICIAL_DIT_FILE, OFFICIAL_DIT_SUBDIR, OFFICIAL_VAE_SUBDIR, save_atomic  # noqa: E402
 from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: E402
-from hyvideo.text import tiny  # noqa: E402
+from hyvideo.testing import tiny_text as tiny  # noqa: E402
 from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: E402
 
-DIT_CONFIG = ROOT / "configs" / "dit_tiny.json"
-VAE_CONFIG = ROOT / "configs" / "vae_tiny.json"
+DIT_CONFIG = ROOT / "hyvideo" / "configs" / "dit_tiny.json"
+VAE_CONFIG = ROOT / "hyvideo" / "configs" / "vae_tiny.json"
 
 
 def build_tiny_models(seed: int = 0):

@@ -50,3 +50,20 @@ def tiny_ckpts(tmp_path_factory) -> Path:
 def tiny_ckpts_diffusers(tmp_path_factory) -> Path:
     """The same tiny weights as :func:`tiny_ckpts`, written as a diffusers ``HunyuanVideoPipeline`` folder."""
     return load_script("make_tiny_checkpoints").write_diffusers(tmp_path_factory.mktemp("tiny_diffusers"), seed=0)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (or set HYVIDEO_RUN_SLOW=1, or select them with -m slow)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` are opt-in, so the default suite stays within minutes on any 2-core CPU."""
+    import os
+
+    if config.getoption("--runslow") or os.environ.get("HYVIDEO_RUN_SLOW") == "1" or "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with --runslow, HYVIDEO_RUN_SLOW=1 or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

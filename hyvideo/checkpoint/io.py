@@ -9,17 +9,22 @@ Layouts understood (spec sections 2.1, 3.9, 6):
     ckpts/text_encoder/   ckpts/text_encoder_2/
 
   A ``config.json`` beside the DiT weight file (written by ``scripts/make_tiny_checkpoints.py`` and by
-  the training export) gives the DiT config; without one, the named preset (``configs/dit_13b.json``) is used.
+  the training export) gives the DiT config; without one, the named preset (``hyvideo/configs/dit_13b.json``,
+  shipped inside the package) is used. The released FP8 pair ``mp_rank_00_model_states_fp8.pt`` +
+  ``mp_rank_00_model_states_fp8_map.pt`` (per-linear scales) loads scaled (see :func:`load_dit`).
 - diffusers (``model_index.json``, ``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
   ``text_encoder_2/``, ``tokenizer_2/``): keys and configs are converted by :mod:`hyvideo.checkpoint.convert`.
 
-Every load is ``strict``: a mismatch raises with the path and the missing / unexpected keys.
+Every load is ``strict``: a mismatch raises with the path and the missing / unexpected keys. Every weight file
+of the package is read by :func:`read_state_dict` (``weights_only=True`` or safetensors: no code in a weight
+file runs), and non-finite weights are reported at load time (:func:`check_finite`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +32,9 @@ import torch
 
 from hyvideo.checkpoint.convert import diffusers_to_official_dit
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-DIT_PRESETS = {"HYVideo-T/2-cfgdistill": "dit_13b.json", "HYVideo-T/2": "dit_13b_no_guidance.json"}
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # presets shipped inside the package
+DIT_PRESETS = {"HYVideo-T/2-cfgdistill": "dit_13b.json", "HYVideo-T/2": "dit_13b_no_guidance.json",
+               "tiny": "dit_tiny.json"}
 OFFICIAL_DIT_SUBDIR = Path("hunyuan-video-t2v-720p") / "transformers"
 OFFICIAL_DIT_FILE = "mp_rank_00_model_states.pt"
 OFFICIAL_VAE_SUBDIR = Path("hunyuan-video-t2v-720p") / "vae"
@@ -77,27 +83,59 @@ def resolve_model_paths(model_base: str | os.PathLike, dit_weight: str | os.Path
     return paths
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file  # noqa: PLC0415
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """Read a weight file: ``.safetensors``, or a torch file with ``weights_only=True`` (memory-mapped if zip).
 
-        return load_file(str(path))
+    The one place the package reads weight files: a pickle that would run code is refused, not executed.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        WeightLoadError: unreadable, truncated, or holding objects other than tensors and plain containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weight file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip-format file: mmap is unavailable
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file  # noqa: PLC0415
+
+            return load_file(str(path))
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e) and "zip" not in str(e).lower():
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format: no mmap
+    except pickle.UnpicklingError as e:
+        raise WeightLoadError(f"{path} is not a plain weight file (refused to unpickle code or objects: "
+                              f"{str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - truncated / corrupt files raise many types
+        raise WeightLoadError(f"cannot read weight file {path}: {type(e).__name__}: {e}") from None
+
+
+def check_finite(sd: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Raise when a floating tensor of ``sd`` holds NaN or Inf (a corrupt or diverged checkpoint).
+
+    Raises:
+        WeightLoadError: naming the source, the count and a few of the bad tensors.
+    """
+    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and v.dtype.itemsize > 1
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightLoadError(f"{source} holds non-finite (NaN/Inf) values in {len(bad)} tensors, e.g. {bad[:4]}; "
+                              f"the file is corrupt or the run that wrote it diverged")
 
 
 def _read_sharded_dir(folder: Path, stem: str) -> dict[str, torch.Tensor] | None:
     """Read ``{stem}.safetensors`` or its ``.index.json`` shards from a diffusers folder, if present."""
     single = folder / f"{stem}.safetensors"
     if single.is_file():
-        return _read_state_dict(single)
+        return read_state_dict(single)
     index = folder / f"{stem}.safetensors.index.json"
     if index.is_file():
         sd: dict[str, torch.Tensor] = {}
         for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-            sd.update(_read_state_dict(folder / shard))
+            sd.update(read_state_dict(folder / shard))
         return sd
     return None
 
@@ -125,7 +163,7 @@ def read_dit_state_dict(path: str | os.PathLike, load_key: str = "module") -> di
         path = files[0]
     if not path.is_file():
         raise FileNotFoundError(f"DiT weight file not found: {path}")
-    sd = _read_state_dict(path)
+    sd = read_state_dict(path)
     if "module" in sd or "ema" in sd:
         if load_key not in sd:
             raise WeightLoadError(f"{path} holds {sorted(k for k in sd if not torch.is_tensor(sd[k]))} but not "
@@ -185,19 +223,54 @@ def load_into(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str |
 
 
 def load_dit(path: str | os.PathLike, *, model: str = "HYVideo-T/2-cfgdistill", load_key: str = "module",
-             dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu", **overrides):
-    """Build :class:`HYVideoDiffusionTransformer` on ``meta`` and load weights (no double allocation).
+             dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu", fp8: bool = False,
+             **overrides):
+    """Build :class:`HYVideoDiffusionTransformer` on ``meta``, load its weights on the CPU, then move it.
+
+    FP8: ``path`` may be a released ``*_fp8.pt`` (read with its ``*_fp8_map.pt`` scales) or the bf16 file
+    whose ``*_fp8.pt`` sibling exists. With ``fp8=True`` the block linears keep float8_e4m3fn storage
+    (:class:`hyvideo.accel.fp8.FP8Linear`, the released FP8 path); a bf16 file is quantised on the CPU before
+    the model moves to ``device`` (the bf16 weights never occupy the device). With ``fp8=False`` an FP8 file
+    loads dequantised (``code * scale``) in ``dtype``. A file holding float8 tensors without a scale map is
+    refused. Non-finite weights are reported.
 
     Raises:
-        FileNotFoundError, WeightLoadError: see :func:`read_dit_state_dict` and :func:`load_into`.
+        FileNotFoundError, WeightLoadError: see :func:`read_dit_state_dict`, :func:`load_into` and
+            :func:`check_finite`.
     """
+    from hyvideo.accel.fp8 import FP8_DTYPE, FP8Linear, convert_to_fp8  # noqa: PLC0415
+    from hyvideo.checkpoint import fp8 as fp8_files  # noqa: PLC0415
     from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
 
     config = {**dit_config_for(path, model), **overrides}
-    sd = read_dit_state_dict(path, load_key)
+    fp8_file = fp8_files.released_fp8_path(path) if fp8 or fp8_files.is_fp8_file(path) else None
     with torch.device("meta"):
         dit = HYVideoDiffusionTransformer.from_config(config)
-    load_into(dit, {k: v.to(dtype) for k, v in sd.items()}, path)
+    if fp8_file is not None:
+        sd, scales = fp8_files.read_fp8_pair(fp8_file, load_key)
+        if fp8:
+            convert_to_fp8(dit, scales)
+            sd = {k: v if v.dtype == FP8_DTYPE else v.to(dtype) for k, v in sd.items()}
+        else:
+            sd = fp8_files.dequantize(sd, scales, dtype, fp8_file)
+        source = fp8_file
+    else:
+        if fp8_files.is_fp8_file(path):
+            fp8_files.read_fp8_pair(path, load_key)  # raises: the scale map is missing
+        sd = read_dit_state_dict(path, load_key)
+        floats8 = [k for k, v in sd.items() if v.dtype == FP8_DTYPE]
+        if floats8:
+            raise WeightLoadError(f"{path} holds {len(floats8)} float8 tensors (e.g. {floats8[:2]}) but no scale "
+                                  f"map beside it ({fp8_files.fp8_map_path(path).name}); refusing to load unscaled codes")
+        sd = {k: v.to(dtype) for k, v in sd.items()}
+        source = path
+    load_into(dit, sd, source)
+    check_finite(sd, source)
+    if fp8 and fp8_file is None:
+        convert_to_fp8(dit)  # quantise on the CPU: the bf16 weights never reach the device
+    for m in dit.modules():  # load_into assigns: keep the fp8 weights frozen
+        if isinstance(m, FP8Linear):
+            m.weight.requires_grad_(False)
     return dit.to(device).eval()
 
 
@@ -239,13 +312,15 @@ def load_vae(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float16, d
         if not weight.is_file():
             raise FileNotFoundError(f"VAE weights not found: tried {weight} and "
                                     f"{folder / 'diffusion_pytorch_model.safetensors'}")
-        sd = _read_state_dict(weight)
+        sd = read_state_dict(weight)
         sd = sd.get("state_dict", sd)
         if any(k.startswith("vae.") for k in sd):
             sd = {k[4:]: v for k, v in sd.items() if k.startswith("vae.")}
     with torch.device("meta"):
         vae = AutoencoderKLCausal3D.from_config(cfg)
-    load_into(vae, {k: v.to(dtype) for k, v in sd.items()}, folder)
+    sd = {k: v.to(dtype) for k, v in sd.items()}
+    load_into(vae, sd, folder)
+    check_finite(sd, folder)
     return vae.to(device).eval()
 
 

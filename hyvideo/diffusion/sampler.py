@@ -16,6 +16,10 @@ from hyvideo.diffusion.flow_matching import SIGMA_TO_T
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class NonFiniteError(RuntimeError):
+    """The latents became NaN / Inf during sampling (the message names the step and the likely causes)."""
+
+
 def cfg_combine(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance ``u + scale * (c - u)`` (Ho & Salimans 2022); identity at ``scale == 1``."""
     return uncond + scale * (cond - uncond)
@@ -44,13 +48,23 @@ def euler_sample(
 
     Returns:
         Denoised latents, float32, same shape.
+
+    Raises:
+        NonFiniteError: the latents hold NaN / Inf after a step (checked every step: a silent NaN would decode
+            to a black video).
     """
     x = latents.float()
     sigmas = sigmas.float().to(x.device)
-    for i in tqdm(range(len(sigmas) - 1), desc="denoising", disable=not progress):
+    n = len(sigmas) - 1
+    for i in tqdm(range(n), desc="denoising", unit="step", disable=not progress):
         t = (sigmas[i] * SIGMA_TO_T).expand(x.shape[0])
         v = model_fn(x, t).float()
         x = x + v * (sigmas[i + 1] - sigmas[i])
+        if not bool(torch.isfinite(x).all()):
+            raise NonFiniteError(
+                f"the latents became NaN/Inf at denoising step {i + 1} of {n} (sigma {float(sigmas[i]):.4f}); "
+                "likely causes: NaN/Inf weights, a dtype that overflows (an fp16 DiT: try bf16 or fp32), or "
+                "extreme guidance scales")
         if callback is not None:
             callback(i, x)
     return x

@@ -16,9 +16,8 @@ from torch import nn
 
 from hyvideo.models.blocks import FinalLayer, MMDoubleStreamBlock, MMSingleStreamBlock
 from hyvideo.models.embeddings import MLPEmbedder, PatchEmbed3D, TimestepEmbedder
-from hyvideo.models.rope import extend_rope_identity, rope_freqs_3d
+from hyvideo.models.rope import RotaryEmbedding3D
 from hyvideo.models.token_refiner import SingleTokenRefiner
-from hyvideo.ops.linear import pack_linear_weights
 
 
 class HYVideoDiffusionTransformer(nn.Module):
@@ -93,8 +92,7 @@ class HYVideoDiffusionTransformer(nn.Module):
 
         self.img_in = PatchEmbed3D(self.patch_size, in_channels, hidden_size, **kw)
         self.txt_in = SingleTokenRefiner(text_states_dim, hidden_size, heads_num, depth=text_refiner_depth,
-                                         mlp_width_ratio=mlp_width_ratio, qkv_bias=qkv_bias,
-                                         attn_backend=attn_backend, **kw)
+                                         mlp_width_ratio=mlp_width_ratio, qkv_bias=qkv_bias, **kw)
         self.time_in = TimestepEmbedder(hidden_size, **kw)
         self.vector_in = MLPEmbedder(text_states_dim_2, hidden_size, **kw)
         self.guidance_in = TimestepEmbedder(hidden_size, **kw) if guidance_embed else None
@@ -104,11 +102,7 @@ class HYVideoDiffusionTransformer(nn.Module):
             [MMDoubleStreamBlock(qkv_bias=qkv_bias, **block_kw) for _ in range(mm_double_blocks_depth)])
         self.single_blocks = nn.ModuleList([MMSingleStreamBlock(**block_kw) for _ in range(mm_single_blocks_depth)])
         self.final_layer = FinalLayer(hidden_size, self.patch_size, out_channels, **kw)
-        # Hook for sequence parallelism, installed from outside (hyvideo.parallel.sequence_parallel): an object
-        # with shard(x, rope, grid) -> (x_local, rope_local) and gather(out_local) -> out. None = single device.
-        self.token_sharder = None
-        # Hook for step caching (hyvideo.cache.FirstBlockCache): skip blocks 1.. when block 0 barely changed.
-        self.step_cache = None
+        self.rope = RotaryEmbedding3D(rope_dim_list, rope_theta)  # no parameters
 
     @classmethod
     def from_config(cls, config: str | os.PathLike | dict[str, Any], **overrides) -> "HYVideoDiffusionTransformer":
@@ -141,19 +135,9 @@ class HYVideoDiffusionTransformer(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def enable_cpu_weight_packing(self) -> int:
-        """Keep oneDNN-blocked copies of the linear weights for CPU bf16 inference (see
-        :func:`hyvideo.ops.linear.pack_linear_weights`): faster GEMMs for one extra copy of those weights.
-        Returns the number of linears converted; state-dict keys and training are unaffected."""
-        return pack_linear_weights(self)
-
     def grid_size(self, x_shape) -> tuple[int, int, int]:
         """Patch grid ``(T, H, W)`` of a latent of shape ``[B, C, T_z, H_z, W_z]``."""
         return tuple(s // p for s, p in zip(x_shape[2:], self.patch_size))
-
-    def rotary_emb(self, x_shape, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE ``(cos, sin)`` tables ``[L_img, D_h]`` float32 for a latent shape (spec 1.10)."""
-        return rope_freqs_3d(self.grid_size(x_shape), self.rope_dim_list, self.rope_theta, device=device)
 
     def forward(
         self,
@@ -163,7 +147,6 @@ class HYVideoDiffusionTransformer(nn.Module):
         text_mask: torch.Tensor | None = None,
         text_states_2: torch.Tensor | None = None,
         guidance: torch.Tensor | None = None,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity ``noise - data``.
 
@@ -174,7 +157,6 @@ class HYVideoDiffusionTransformer(nn.Module):
             text_mask: ``[B, L_txt]`` (1 = token, 0 = padding) or None (all valid).
             text_states_2: CLIP pooled ``[B, text_states_dim_2]``.
             guidance: ``[B]`` embedded guidance scale * 1000; required iff ``guidance_embed``.
-            rotary_emb: optional ``(cos, sin)`` override, each ``[L_img, D_h]`` for the full (unsharded) grid.
 
         Returns:
             Velocity ``[B, C_out, T_z, H_z, W_z]`` in the dtype of the final layer.
@@ -183,51 +165,46 @@ class HYVideoDiffusionTransformer(nn.Module):
             ValueError: wrong shapes or a missing guidance / pooled-text input.
         """
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
-        b, _, _, _, _ = x.shape
-        rope = rotary_emb if rotary_emb is not None else self.rotary_emb(x.shape, device=x.device)
-        sharder = self.token_sharder
-        if sharder is not None:  # sequence parallel: this rank's slice of the latent grid and its RoPE rows
-            x, rope = sharder.shard(x, rope, self.grid_size(x.shape))
-        grid = self.grid_size(x.shape)
+        img, txt, vec, key_mask, rope = self.embed(x, t, text_states, text_mask, text_states_2, guidance)
+        img = self.forward_blocks(img, txt, vec, key_mask, rope)
+        return self.unpatchify(self.final_layer(img, vec), self.grid_size(x.shape))
+
+    def embed(self, x, t, text_states, text_mask, text_states_2, guidance):
+        """Inputs -> ``(img [B, L_img, D], txt [B, L_txt, D], vec [B, D], key_mask [B, L] bool | None, rope)``.
+
+        ``rope`` is ``(cos, sin)`` float32 ``[L_img, D_h]``. Trailing text columns that are padding in every row
+        are dropped first: padded keys are masked for every query and padded queries never reach the image
+        tokens (spec 1.9), so the output is unchanged while attention gets shorter; when no padding is left,
+        ``key_mask`` is None (the unmasked attention kernels run).
+        """
         # 1. Conditioning vector [B, D]
         vec = self.time_in(t) + self.vector_in(text_states_2)
-        if self.guidance_embed:
+        if self.guidance_in is not None:
             vec = vec + self.guidance_in(guidance)
         # 2. Tokens: img [B, L_img, D], txt [B, L_txt, D]
         mask = text_mask if self.use_attention_mask else None
-        if mask is not None:  # drop trailing all-padding text columns: exact, and often removes the mask
+        if mask is not None:
             text_states, mask = _trim_padding(text_states, mask)
         img = self.img_in(x)
         txt = self.txt_in(text_states, t, mask)
         key_mask = None
         if mask is not None and not bool(mask.bool().all()):
-            key_mask = torch.cat([torch.ones(b, img.shape[1], dtype=torch.bool, device=x.device), mask.bool()], 1)
-        if img.dtype != torch.float32:  # cast the float32 RoPE tables once, not in every block
-            rope = tuple(r.to(img.dtype) for r in rope)
-        # 3. Dual-stream then single-stream blocks over [img, txt]
-        cache, n_img = (self.step_cache if len(self.double_blocks) else None), img.shape[1]
-        if cache is not None:  # first-block cache: block 0, then maybe reuse the rest's residual
-            img_in = img
-            img, txt = self.double_blocks[0](img, txt, vec, key_mask, rope)
-            first_residual = img - img_in
-            stats = cache.stats(first_residual)
-            if sharder is not None:
-                stats = sharder.reduce_sum(stats)
-            if cache.can_skip(stats):
-                out = self.unpatchify(self.final_layer(cache.skip(img), vec), grid)
-                return out if sharder is None else sharder.gather(out)
-            img_first = img
-        for block in self.double_blocks[1:] if cache is not None else self.double_blocks:
+            key_mask = torch.cat([mask.new_ones(mask.shape[0], img.shape[1], dtype=torch.bool), mask.bool()], 1)
+        # 3. RoPE tables of the patch grid
+        rope = self.rope(self.grid_size(x.shape), device=x.device)
+        return img, txt, vec, key_mask, rope
+
+    def forward_blocks(self, img, txt, vec, key_mask, rope, first: int = 0) -> torch.Tensor:
+        """Dual-stream blocks ``first, first + 1, ...`` then every single-stream block over ``[img, txt]``.
+
+        Shapes as :meth:`embed` returns them; returns the image tokens ``[B, L_img, D]`` after the last block.
+        """
+        for block in self.double_blocks[first:]:
             img, txt = block(img, txt, vec, key_mask, rope)
-        h = torch.cat([img, txt], 1)
-        rope = extend_rope_identity(*rope, txt.shape[1])  # rotate joint q/k of single blocks in one pass
+        h = torch.cat([img, txt], dim=1)
         for block in self.single_blocks:
-            h = block(h, vec, txt.shape[1], key_mask, rope)
-        if cache is not None:
-            cache.update(first_residual, img_first, h[:, :n_img])
-        # 4. Final layer on image tokens, unpatchify
-        out = self.unpatchify(self.final_layer(h[:, :n_img], vec), grid)
-        return out if sharder is None else sharder.gather(out)
+            h = block(h, vec, key_mask, rope)
+        return h[:, : img.shape[1]]
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``[B, L_img, C * p_t * p_h * p_w]`` (c outermost) -> ``[B, C, T * p_t, H * p_h, W * p_w]``."""

@@ -1,4 +1,4 @@
-"""Normalisation layers of the DiT (spec section 1.6)."""
+"""Normalisation and modulation helpers of the DiT (spec section 1.6)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from torch import nn
 class RMSNorm(nn.Module):
     """RMSNorm over the last dim, computed in float32 and cast back (the released QK norm).
 
-    ``y = x / sqrt(mean(x^2) + eps) * weight``. Used on ``[B, L, N_h, D_h]`` queries and keys with
-    ``dim = D_h``; state-dict key ``weight`` of shape ``[dim]``.
+    ``y = (x / sqrt(mean(x^2) + eps)).type_as(x) * weight``, as the released ``norm_layers.RMSNorm``. Used on
+    ``[B, L, N_h, D_h]`` queries and keys with ``dim = D_h``; state-dict key ``weight`` of shape ``[dim]``.
     """
 
     def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = True, device=None, dtype=None):
@@ -19,16 +19,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype)) if elementwise_affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 or self.weight is None or self.weight.dtype != x.dtype:
-            y = x.float()
-            y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
-            return y * self.weight if self.weight is not None else y
-        # Low precision: float32 statistics from one reduction pass, then two multiplies in x's dtype. (On CPU
-        # F.rms_norm is a composite of ~5 float32 passes, 2x slower; the per-row factor is rounded to x's dtype
-        # once more than above: three bf16 roundings, see tests/perf.)
-        rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-        factor = torch.rsqrt(rms.square_().div_(x.shape[-1]).add_(self.eps)).to(x.dtype)
-        return torch.mul(x, factor).mul_(self.weight)
+        y = x.float()
+        y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+        return y * self.weight if self.weight is not None else y
 
 
 def layer_norm(dim: int, affine: bool = False, device=None, dtype=None) -> nn.LayerNorm:
@@ -39,11 +32,6 @@ def layer_norm(dim: int, affine: bool = False, device=None, dtype=None) -> nn.La
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN modulation ``x * (1 + scale) + shift``; x ``[B, L, D]``, shift/scale ``[B, D]`` (one fused pass)."""
     return torch.addcmul(shift.unsqueeze(1), x, 1 + scale.unsqueeze(1))
-
-
-def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Residual gate ``x * g``; x ``[B, L, D]``, g ``[B, D]``."""
-    return x * g.unsqueeze(1)
 
 
 def gated_residual(residual: torch.Tensor, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -2,15 +2,13 @@
 
 Interleaved pairs (GPT-J / Llama-complex style), theta 256, axis split ``[t | h | w]`` inside each head
 (``rope_dim_list`` = (16, 56, 56) for the released model), positions 0..n-1 on the patch grid.
+Reference: HV:hyvideo/modules/posemb_layers.py (``get_nd_rotary_pos_embed``, ``apply_rotary_emb``).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from hyvideo.models.norms import RMSNorm
-from hyvideo.ops import native
 
 
 def rope_freqs_1d(dim: int, pos: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,32 +42,34 @@ def rope_freqs_3d(
     return torch.cat([c for c, _ in tables], dim=1), torch.cat([s for _, s in tables], dim=1)
 
 
+class RotaryEmbedding3D(nn.Module):
+    """Parameter-free module form of :func:`rope_freqs_3d` (no state-dict keys).
+
+    ``forward(grid_size, device) -> (cos, sin)`` each ``[L_img, D_h]`` float32. A module, so that sequence
+    parallelism can take this rank's rows of the tables from outside (a forward hook).
+    """
+
+    def __init__(self, rope_dim_list, theta: float = 256.0):
+        super().__init__()
+        self.rope_dim_list, self.theta = tuple(rope_dim_list), theta
+
+    def forward(self, grid_size: tuple[int, int, int], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return rope_freqs_3d(grid_size, self.rope_dim_list, self.theta, device=device)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of ``x`` ``[B, L, N_h, D_h]`` by tables ``[L, D_h]``.
+    """Rotate the first ``L_r`` tokens of ``x`` ``[B, L, N_h, D_h]`` by tables ``[L_r, D_h]``; the rest pass.
 
-    ``out = x * cos + rot(x) * sin`` with ``rot(x)[2m] = -x[2m+1]``, ``rot(x)[2m+1] = x[2m]``. Computed in
-    float32 for float32 inputs; for bf16/fp16 inputs in that dtype with the tables rounded to it (no float32
-    round trip of the [B, L, N_h, D_h] tensor; the error stays within bf16 tolerance, see tests/perf).
+    ``out = x * cos + rot(x) * sin`` with ``rot(x)[2m] = -x[2m+1]``, ``rot(x)[2m+1] = x[2m]``, computed in
+    float32 and cast back to x's dtype (released ``apply_rotary_emb``). With ``L_r < L`` the trailing tokens
+    (the text of a joint ``[img, txt]`` sequence) are returned unchanged.
     """
-    if x.dtype != torch.float32:
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    xf = x.float() if x.dtype == torch.float32 or cos.dtype == torch.float32 else x
-    # rot(x) * sin == swap(x) * sin_signed (pairs swapped, sin negated at even slots): one pass fewer than
-    # negating and re-stacking the pairs, and exact (a negation moves from x to the [L, D_h] table).
-    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    sin = (sin.unflatten(-1, (-1, 2)) * sin.new_tensor([-1.0, 1.0])).flatten(-2)
-    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
-    return torch.addcmul(xf * cos, swapped, sin).type_as(x)
-
-
-def extend_rope_identity(cos: torch.Tensor, sin: torch.Tensor, n_extra: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Append ``n_extra`` identity rows (cos 1, sin 0) to ``[L_img, D_h]`` tables, e.g. for the text tokens.
-
-    Rotating text tokens by the identity leaves them exactly unchanged, so joint ``[img, txt]`` q/k can be
-    rotated in one pass without slicing and concatenating.
-    """
-    return (torch.cat([cos, cos.new_ones(n_extra, cos.shape[1])]),
-            torch.cat([sin, sin.new_zeros(n_extra, sin.shape[1])]))
+    n = cos.shape[0]
+    xr = x[:, :n].float()
+    real, imag = xr.unflatten(-1, (-1, 2)).unbind(-1)
+    rotated = torch.stack([-imag, real], dim=-1).flatten(-2)
+    out = (xr * cos[None, :, None] + rotated * sin[None, :, None]).type_as(x)
+    return out if n == x.shape[1] else torch.cat([out, x[:, n:]], dim=1)
 
 
 def norm_rope_joint(parts: list[tuple[nn.Module, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]],
@@ -77,43 +77,13 @@ def norm_rope_joint(parts: list[tuple[nn.Module, torch.Tensor, tuple[torch.Tenso
     """Joint queries or keys of a block: ``cat([rope(norm(x)) for norm, x, rope in parts], dim=1)`` in dtype.
 
     Args:
-        parts: ``(norm, x, rope)`` per token group in sequence order (e.g. image then text): the QK norm module,
-            heads ``x`` ``[B, L_i, N_h, D_h]``, and ``(cos, sin)`` tables ``[L_r, D_h]`` rotating the first
-            ``L_r <= L_i`` tokens (the rest stay unrotated), or None.
-        dtype: output dtype (the values' dtype).
+        parts: ``(norm, x, rope)`` per token group in sequence order (image, then text): the QK norm module,
+            heads ``x`` ``[B, L_i, N_h, D_h]``, and ``(cos, sin)`` tables rotating the first ``L_r <= L_i``
+            tokens (:func:`apply_rope`), or None.
+        dtype: output dtype (the values' dtype, as the released ``norm(q).to(v)``).
 
     Returns:
-        ``[B, sum L_i, N_h, D_h]``. On CPU in bfloat16 with RMSNorm and hyvideo's C++ kernels
-        (:mod:`hyvideo.ops.native`, inference only) each part is one pass (``csrc/qk_norm_rope.cpp``) written
-        into its slice of the joint buffer: float32 math with one rounding, where the module path rounds after
-        the norm, its factor and the rotation. Otherwise :class:`hyvideo.models.norms.RMSNorm` (or the given
-        norm) and :func:`apply_rope`, then a concatenation.
+        ``[B, sum L_i, N_h, D_h]``.
     """
-    if all(_fused_norm_rope_usable(norm, x, dtype) for norm, x, _ in parts):
-        b, _, h, d = parts[0][1].shape
-        out = torch.empty(b, sum(x.shape[1] for _, x, _ in parts), h, d, dtype=dtype, device=parts[0][1].device)
-        start = 0
-        for norm, x, rope in parts:
-            cos, sin = rope if rope is not None else (None, None)
-            torch.ops.hyvideo_rope.qk_norm_rope(x, norm.weight, norm.eps, cos, sin, out[:, start: start + x.shape[1]])
-            start += x.shape[1]
-        return out
-    outs = []
-    for norm, x, rope in parts:
-        y = norm(x).to(dtype)
-        if rope is not None:
-            n_rot = rope[0].shape[0]
-            y = apply_rope(y, *rope) if n_rot == y.shape[1] else torch.cat([apply_rope(y[:, :n_rot], *rope),
-                                                                            y[:, n_rot:]], 1)
-        outs.append(y)
-    return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
-
-
-def _fused_norm_rope_usable(norm: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> bool:
-    if not isinstance(norm, RMSNorm) or norm.weight is None or x.device.type != "cpu":
-        return False
-    if x.dtype != torch.bfloat16 or dtype != torch.bfloat16 or norm.weight.dtype != torch.bfloat16:
-        return False
-    if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad):
-        return False
-    return x.stride(-1) == 1 and native.load()
+    outs = [norm(x).to(dtype) if rope is None else apply_rope(norm(x).to(dtype), *rope) for norm, x, rope in parts]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)

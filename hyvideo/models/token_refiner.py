@@ -7,9 +7,8 @@ from einops import rearrange
 from torch import nn
 
 from hyvideo.models.embeddings import TextProjection, TimestepEmbedder
-from hyvideo.models.norms import gate
+from hyvideo.models.norms import gated_residual
 from hyvideo.ops.attention import attention
-from hyvideo.ops.linear import fused_linear, gelu_of
 
 
 class MLP(nn.Module):
@@ -22,10 +21,7 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x ``[..., dim]`` -> ``[..., dim]``; a GELU is fused into fc1's GEMM where that applies (CPU bf16)."""
-        approximate = gelu_of(self.act)
-        if approximate is not None:  # fused_linear falls back to gelu(fc1(x)) where it cannot fuse
-            return self.fc2(fused_linear(x, self.fc1, gelu=approximate))
+        """x ``[..., dim]`` -> ``[..., dim]``."""
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -36,11 +32,10 @@ class IndividualTokenRefinerBlock(nn.Module):
     """
 
     def __init__(self, hidden_size: int, heads_num: int, mlp_width_ratio: float, qkv_bias: bool = True,
-                 attn_backend: str = "auto", device=None, dtype=None):
+                 device=None, dtype=None):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.heads_num = heads_num
-        self.attn_backend = attn_backend
         self.norm1 = nn.LayerNorm(hidden_size, eps=1e-6, elementwise_affine=True, **kw)
         self.self_attn_qkv = nn.Linear(hidden_size, hidden_size * 3, bias=qkv_bias, **kw)
         self.self_attn_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias, **kw)
@@ -53,12 +48,9 @@ class IndividualTokenRefinerBlock(nn.Module):
         gate_msa, gate_mlp = self.adaLN_modulation(c).chunk(2, dim=-1)
         qkv = self.self_attn_qkv(self.norm1(x))
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
-        x = x + gate(self.self_attn_proj(attention(q, k, v, attn_mask=attn_mask, backend=self._sdpa())), gate_msa)
-        return x + gate(self.mlp(self.norm2(x)), gate_mlp)
-
-    def _sdpa(self) -> str:
-        # A full [L, L] mask cannot go through flash varlen; the text sequence is short.
-        return "sdpa" if self.attn_backend in ("auto", "flash") else self.attn_backend
+        # SDPA with the full [L, L] mask (flash varlen cannot take it; the text sequence is short)
+        x = gated_residual(x, self.self_attn_proj(attention(q, k, v, attn_mask=attn_mask, backend="sdpa")), gate_msa)
+        return gated_residual(x, self.mlp(self.norm2(x)), gate_mlp)
 
 
 class IndividualTokenRefiner(nn.Module):
@@ -91,8 +83,7 @@ class SingleTokenRefiner(nn.Module):
     """
 
     def __init__(self, in_channels: int, hidden_size: int, heads_num: int, depth: int = 2,
-                 mlp_width_ratio: float = 4.0, qkv_bias: bool = True, attn_backend: str = "auto",
-                 device=None, dtype=None):
+                 mlp_width_ratio: float = 4.0, qkv_bias: bool = True, device=None, dtype=None):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.input_embedder = nn.Linear(in_channels, hidden_size, bias=True, **kw)
@@ -100,7 +91,7 @@ class SingleTokenRefiner(nn.Module):
         self.c_embedder = TextProjection(in_channels, hidden_size, **kw)
         self.individual_token_refiner = IndividualTokenRefiner(
             depth, hidden_size=hidden_size, heads_num=heads_num, mlp_width_ratio=mlp_width_ratio,
-            qkv_bias=qkv_bias, attn_backend=attn_backend, **kw,
+            qkv_bias=qkv_bias, **kw,
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -12,12 +12,17 @@ signature ``model(x, t, text_states, text_mask, text_states_2, guidance)`` and t
    head slice; a second all-to-all brings the output back to the token slice, text heads are all-gathered;
 3. the velocity slabs are all-gathered along the split axis.
 
+Applied from outside, without touching the model's code: forward hooks on three parameter-free or leaf
+modules of the DiT (``img_in`` output: this rank's slab of image tokens; ``rope`` output: the slab's table rows;
+``final_layer`` output: the slabs gathered back) and a swap of each block's ``attn`` module
+(:class:`hyvideo.ops.attention.Attention`, no parameters) for :class:`UlyssesAttention`. The state dict is
+unchanged, so this composes with activation checkpointing, ``torch.compile`` and FSDP2.
+
 Communication goes through ``torch.distributed.nn.functional.all_to_all`` (autograd aware; works with gloo on
 CPU and NCCL on GPU). Gradient convention: the all-gathers' backward SUMS the replicated output gradients, so
 with the same loss on every rank of an SP group, the sum of the per-rank parameter gradients is
 ``N x`` the single-process gradient -- i.e. averaging gradients over ALL ranks (FSDP/DDP over the flat world)
-gives exactly the mean of the per-group single-process gradients. The model code only exposes two hooks
-(``HYVideoDiffusionTransformer.token_sharder`` and each block's ``attn_processor``); all communication lives here.
+gives exactly the mean of the per-group single-process gradients.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
-from hyvideo.ops.attention import attention
+from hyvideo.ops.attention import Attention, attention
 
 
 def _heads_and_patch(model_or_config) -> tuple[int, tuple[int, int, int]]:
@@ -95,72 +100,67 @@ def _all_gather(x: torch.Tensor, group, n: int) -> list[torch.Tensor]:
     return _all_to_all([x] * n, group)
 
 
-class UlyssesAttention:
-    """``attn_processor`` of the DiT blocks: joint attention with heads scattered over the group.
+class _SlabPlan:
+    """This rank's slab of the patch grid for the current forward: set by the ``img_in`` pre-hook."""
 
-    Called as ``(q, k, v, *, key_mask, txt_len, backend)`` with q/k/v ``[B, L_img/N + L_txt, N_h, D_h]``
-    (this rank's image tokens, then all text tokens) and returns ``[B, L_img/N + L_txt, N_h * D_h]``.
-    """
-
-    def __init__(self, group=None):
+    def __init__(self, group):
         self.group = group
         self.n = dist.get_world_size(group)
         self.rank = dist.get_rank(group)
+        self.grid: tuple[int, int, int] = (1, 1, 1)
+        self.axis = 1  # 1 = H, 2 = W of the (T, H, W) grid
+
+    def slab(self, x: torch.Tensor, grid=None) -> torch.Tensor:
+        """Tokens ``[..., L, C]`` in grid order -> this rank's ``[..., L / N, C]``."""
+        t, h, w = grid or self.grid
+        lead = x.shape[:-2]
+        parts = x.reshape(*lead, t, h, w, x.shape[-1]).chunk(self.n, dim=len(lead) + self.axis)
+        return parts[self.rank].reshape(*lead, -1, x.shape[-1])
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's ``[B, L / N, C]`` -> the full ``[B, L, C]`` on every rank (autograd aware)."""
+        t, h, w = self.grid
+        shape = [t, h, w]
+        shape[self.axis] //= self.n
+        slabs = [s.reshape(x.shape[0], *shape, x.shape[-1]) for s in _all_gather(x, self.group, self.n)]
+        return torch.cat(slabs, dim=1 + self.axis).reshape(x.shape[0], -1, x.shape[-1])
+
+
+class UlyssesAttention(Attention):
+    """The blocks' ``attn`` module under Ulysses: joint attention with heads scattered over the group.
+
+    Called as ``(q, k, v, key_mask)`` with q/k/v ``[B, L_img/N + L_txt, N_h, D_h]`` (this rank's image tokens,
+    then all text tokens) and returns ``[B, L_img/N + L_txt, N_h * D_h]``; ``backend`` runs the local attention.
+    """
+
+    def __init__(self, plan: _SlabPlan, backend: str = "auto"):
+        super().__init__(backend)
+        self.plan = plan
 
     @torch.compiler.disable
-    def __call__(self, q, k, v, *, key_mask, txt_len: int, backend: str) -> torch.Tensor:
+    def forward(self, q, k, v, key_mask=None) -> torch.Tensor:
+        n, rank, group = self.plan.n, self.plan.rank, self.plan.group
         b, l_local, heads, d = q.shape
-        if heads % self.n:
-            raise ValueError(f"Ulysses degree {self.n} must divide the number of heads {heads}")
-        hs, n_img = heads // self.n, l_local - txt_len
-        mine = slice(self.rank * hs, (self.rank + 1) * hs)
+        if heads % n:
+            raise ValueError(f"Ulysses degree {n} must divide the number of heads {heads}")
+        t, h, w = self.plan.grid
+        n_img = t * h * w // n
+        hs = heads // n
+        mine = slice(rank * hs, (rank + 1) * hs)
 
         def to_heads(x):  # [B, L_img/N, N_h, D] -> [B, L_img, N_h/N, D], then text head slice appended
-            img = torch.cat(_all_to_all(list(x[:, :n_img].chunk(self.n, dim=2)), self.group), dim=1)
+            img = torch.cat(_all_to_all(list(x[:, :n_img].chunk(n, dim=2)), group), dim=1)
             return torch.cat([img, x[:, n_img:, mine]], dim=1)
 
         qh, kh, vh = to_heads(q), to_heads(k), to_heads(v)
         full_mask = None
         if key_mask is not None:
-            ones = torch.ones(b, n_img * self.n, dtype=torch.bool, device=q.device)
+            ones = torch.ones(b, n_img * n, dtype=torch.bool, device=q.device)
             full_mask = torch.cat([ones, key_mask[:, n_img:].bool()], dim=1)
-        out = attention(qh, kh, vh, key_mask=full_mask, backend=backend).unflatten(-1, (hs, d))
-        img = torch.cat(_all_to_all(list(out[:, : n_img * self.n].chunk(self.n, dim=1)), self.group), dim=2)
-        txt = torch.cat(_all_gather(out[:, n_img * self.n:], self.group, self.n), dim=2)
+        out = attention(qh, kh, vh, key_mask=full_mask, backend=self.backend).unflatten(-1, (hs, d))
+        img = torch.cat(_all_to_all(list(out[:, : n_img * n].chunk(n, dim=1)), group), dim=2)
+        txt = torch.cat(_all_gather(out[:, n_img * n:], group, n), dim=2)
         return torch.cat([img, txt], dim=1).flatten(2)
-
-
-class LatentSharder:
-    """``token_sharder`` of the DiT: slices the latent grid per rank and gathers the output.
-
-    ``shard(x [B, C, T, H, W], (cos, sin) [L_img, D_h], grid) -> (x slab, RoPE rows of the slab)``;
-    ``gather(out slab [B, C_out, T, H/N or H, W or W/N]) -> [B, C_out, T, H, W]`` replicated.
-    """
-
-    def __init__(self, group=None):
-        self.group = group
-        self.n = dist.get_world_size(group)
-        self.rank = dist.get_rank(group)
-        self._dim = 3
-
-    def shard(self, x: torch.Tensor, rope, grid):
-        self._dim = split_dim(grid, self.n)
-        x_local = x.chunk(self.n, dim=self._dim)[self.rank]
-        t, h, w = grid
-        rope_local = tuple(r.reshape(t, h, w, -1).chunk(self.n, dim=self._dim - 2)[self.rank].reshape(-1, r.shape[-1])
-                           for r in rope)
-        return x_local, rope_local
-
-    @torch.compiler.disable
-    def reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """Sum of a small statistics tensor over the group (step-cache decisions; not differentiable)."""
-        x = x.detach().clone()
-        dist.all_reduce(x, group=self.group)
-        return x
-
-    @torch.compiler.disable
-    def gather(self, out: torch.Tensor) -> torch.Tensor:
-        return torch.cat(_all_gather(out, self.group, self.n), dim=self._dim)
 
 
 def _find_dits(model: nn.Module) -> list[nn.Module]:
@@ -193,17 +193,37 @@ def enable_sequence_parallel(model: nn.Module, group=None) -> None:
         if dit.heads_num % n:
             raise ValueError(f"Ulysses degree {n} must divide heads_num {dit.heads_num}; allowed: "
                              f"{[d for d in range(1, dit.heads_num + 1) if dit.heads_num % d == 0]}")
-        dit.token_sharder = LatentSharder(group)
-        processor = UlyssesAttention(group)
-        for block in [*dit.double_blocks.modules(), *dit.single_blocks.modules()]:
-            if hasattr(block, "attn_processor"):
-                block.attn_processor = processor
+        disable_sequence_parallel(dit)
+        plan = _SlabPlan(group)
+        patch = dit.patch_size
+
+        def set_grid(module, args, plan=plan, patch=patch):
+            plan.grid = tuple(s // p for s, p in zip(args[0].shape[2:], patch))
+            plan.axis = split_dim(plan.grid, plan.n) - 2
+
+        dit._sp_handles = [
+            dit.img_in.register_forward_pre_hook(set_grid),
+            dit.img_in.register_forward_hook(lambda m, a, out, plan=plan: plan.slab(out)),
+            dit.rope.register_forward_hook(lambda m, a, out, plan=plan: tuple(plan.slab(r) for r in out)),
+            dit.final_layer.register_forward_hook(lambda m, a, out, plan=plan: plan.gather(out)),
+        ]
+        for block in [*dit.double_blocks, *dit.single_blocks]:
+            inner = _unwrapped(block)
+            inner.attn = UlyssesAttention(plan, inner.attn.backend)
+
+
+def _unwrapped(block: nn.Module) -> nn.Module:
+    """The block itself, under an activation-checkpoint wrapper if there is one."""
+    return getattr(block, "_checkpoint_wrapped_module", block)
 
 
 def disable_sequence_parallel(model: nn.Module) -> None:
     """Undo :func:`enable_sequence_parallel` (back to single-device attention)."""
     for dit in _find_dits(model):
-        dit.token_sharder = None
-        for block in dit.modules():
-            if hasattr(block, "attn_processor"):
-                block.attn_processor = None
+        for handle in getattr(dit, "_sp_handles", []):
+            handle.remove()
+        dit._sp_handles = []
+        for block in [*dit.double_blocks, *dit.single_blocks]:
+            inner = _unwrapped(block)
+            if isinstance(inner.attn, UlyssesAttention):
+                inner.attn = Attention(inner.attn.backend)

@@ -1,8 +1,8 @@
 """Text encoders of HunyuanVideo: Llama-3 token states (LLM) and the CLIP-L pooled vector.
 
 - ``templates``: the released prompt templates and their ``crop_start``.
-- ``encoders``: ``LLMTextEncoder``, ``CLIPTextEncoder``, ``TextEmbeddings``, ``encode_prompts`` and the local
-  folder loaders ``load_llm_text_encoder`` / ``load_clip_text_encoder``.
+- ``encoders``: ``LLMTextEncoder``, ``CLIPTextEncoder``, ``TextEmbeddings``, ``encode_prompts`` (their loaders
+  are :mod:`hyvideo.checkpoint.text`).
 - ``tiny``: offline tiny tokenizers and models for tests and tiny checkpoints.
 
 The encoder classes are imported lazily, so ``import hyvideo.text`` stays cheap.
@@ -14,7 +14,6 @@ _LAZY = {
     name: "hyvideo.text.encoders"
     for name in (
         "TextEmbeddings", "LLMTextEncoder", "CLIPTextEncoder", "compute_crop_start", "encode_prompts",
-        "load_llm_text_encoder", "load_clip_text_encoder",
     )
 }
 

@@ -1,6 +1,6 @@
 """Frozen conditioning models for DiT training: the two text encoders and the VAE (on-the-fly latents).
 
-``text_encoder: "tiny"`` builds the offline tiny Llama + CLIP of :mod:`hyvideo.text.tiny` (tests, demos);
+``text_encoder: "tiny"`` builds the offline tiny Llama + CLIP of :mod:`hyvideo.testing.tiny_text` (tests, demos);
 any other value is a folder with the released ``text_encoder/`` and ``text_encoder_2/`` (or a diffusers tree).
 """
 
@@ -25,13 +25,13 @@ class TextConditioner:
         from hyvideo.text.encoders import CLIPTextEncoder, LLMTextEncoder  # noqa: PLC0415
 
         if cfg.text_encoder == "tiny":
-            from hyvideo.text import tiny  # noqa: PLC0415
+            from hyvideo.testing import tiny_text as tiny  # noqa: PLC0415
 
             tok, ctok = tiny.build_llama_tokenizer(), tiny.build_clip_tokenizer()
             self.llm = LLMTextEncoder(tiny.build_tiny_llm(tok).to(device), tok, text_len=cfg.text_max_length)
             self.clip = CLIPTextEncoder(tiny.build_tiny_clip(ctok).to(device), ctok)
         else:
-            from hyvideo.text.encoders import load_clip_text_encoder, load_llm_text_encoder  # noqa: PLC0415
+            from hyvideo.checkpoint.text import load_clip_text_encoder, load_llm_text_encoder  # noqa: PLC0415
 
             root = Path(cfg.text_encoder)
             if not root.exists():

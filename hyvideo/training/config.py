@@ -126,10 +126,10 @@ class FlowConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DiTModelConfig:
-    dit_config: str = "configs/dit_tiny.json"  # JSON of HYVideoDiffusionTransformer kwargs
-    vae_config: str = "configs/vae_tiny.json"  # JSON of AutoencoderKLCausal3D kwargs (on-the-fly latents)
+    dit_config: str = "hyvideo/configs/dit_tiny.json"  # JSON of HYVideoDiffusionTransformer kwargs
+    vae_config: str = "hyvideo/configs/vae_tiny.json"  # JSON of AutoencoderKLCausal3D kwargs (on-the-fly latents)
     vae_weights: str = ""  # VAE state dict (.pt/.safetensors); "" = random (tests only)
-    text_encoder: str = "tiny"  # "tiny" (hyvideo.text.tiny, offline) or a directory of released encoders
+    text_encoder: str = "tiny"  # "tiny" (hyvideo.testing.tiny_text, offline) or a directory of released encoders
     text_max_length: int = 32  # LLM tokens kept (released: 256)
     latent_scale: float = 0.476986  # multiplies VAE latents (caches store them unscaled)
 
@@ -167,7 +167,7 @@ class CurriculumStage:
 
 @dataclass(frozen=True, kw_only=True)
 class VAEModelConfig:
-    vae_config: str = "configs/vae_tiny.json"
+    vae_config: str = "hyvideo/configs/vae_tiny.json"
     init_weights: str = ""  # optional VAE state dict to start from
 
 

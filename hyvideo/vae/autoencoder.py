@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from hyvideo.ops.lean_conv import decoder_forward_lean
 from hyvideo.vae.distribution import AutoencoderKLOutput, DecoderOutput, DiagonalGaussianDistribution
 from hyvideo.vae.encoder_decoder import DOWN_BLOCK_TYPES, UP_BLOCK_TYPES, DecoderCausal3D, EncoderCausal3D
 from hyvideo.vae.tiling import spatial_tiled, temporal_tiled
@@ -32,9 +31,6 @@ __all__ = [
 
 # Keys of a released config.json that configure nothing in this implementation.
 _IGNORED_CONFIG_KEYS = ("force_upcast",)
-# Whether no-grad decode uses the frame-chunked decoder walk by default (AutoencoderKLCausal3D.enable_lean_decode):
-# None = on CPU only (measured there: 0.30-0.33x diffusers' peak RSS, 0.9x the plain walk's time; GPU untimed).
-LEAN_DECODE_DEFAULT: bool | None = None
 
 
 class AutoencoderKLCausal3D(nn.Module):
@@ -142,8 +138,6 @@ class AutoencoderKLCausal3D(nn.Module):
         self.tile_sample_min_size = sample_size  # px
         self.tile_sample_min_tsize = sample_tsize  # frames
         self.tile_overlap_factor = 0.25
-        # No-grad decode walks the decoder on frame chunks (hyvideo.ops.lean_conv); see enable_lean_decode().
-        self.use_lean_decode = LEAN_DECODE_DEFAULT
 
     def _validate_config(self) -> None:
         cfg = self.config
@@ -195,16 +189,6 @@ class AutoencoderKLCausal3D(nn.Module):
         for module in self.modules():
             if hasattr(module, "gradient_checkpointing"):
                 module.gradient_checkpointing = enabled
-
-    def enable_lean_decode(self, enabled: bool | None = True) -> None:
-        """Decode without autograd through :func:`hyvideo.ops.lean_conv.decoder_forward_lean` (per tile when tiled).
-
-        Same modules and result up to float rounding; activations are kept as frame chunks that are freed as
-        they are consumed, so the decoder's peak memory is about one full-resolution activation instead of
-        four or five (docs/benchmarks.md section 2). With autograd on, the plain modules always run.
-        ``enabled=None`` restores the default: lean on CPU, plain elsewhere.
-        """
-        self.use_lean_decode = enabled
 
     @property
     def gradient_checkpointing(self) -> bool:
@@ -359,9 +343,6 @@ class AutoencoderKLCausal3D(nn.Module):
         return AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(self.encode_moments(x)))
 
     def _decode_tile(self, z: torch.Tensor) -> torch.Tensor:
-        lean = self.use_lean_decode if self.use_lean_decode is not None else z.device.type == "cpu"
-        if lean and not torch.is_grad_enabled():
-            return decoder_forward_lean(self.decoder, self.post_quant_conv(z))
         return self.decoder(self.post_quant_conv(z))
 
     def _decode_spatial(self, z: torch.Tensor) -> torch.Tensor:

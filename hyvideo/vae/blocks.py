@@ -32,10 +32,9 @@ def get_activation(name: str) -> nn.Module:
 
 
 def run_maybe_checkpointed(module: nn.Module, x: torch.Tensor, enabled: bool) -> torch.Tensor:
-    """``module(x)``, through non-reentrant activation checkpointing when ``enabled`` and grad is on."""
-    if enabled and torch.is_grad_enabled():
-        return checkpoint(module, x, use_reentrant=False)
-    return module(x)
+    """``module(x)``, through non-reentrant activation checkpointing when ``enabled`` (recomputed in backward;
+    without autograd it simply runs)."""
+    return checkpoint(module, x, use_reentrant=False) if enabled else module(x)
 
 
 class ResnetBlockCausal3D(nn.Module):

@@ -45,7 +45,7 @@ def _inputs(b=2, t=3, h=8, w=12, n_txt=7, valid=(7, 4)):
 
 def test_13b_on_meta_has_released_keys_shapes_and_param_count():
     with torch.device("meta"):
-        model = HYVideoDiffusionTransformer.from_config(ROOT / "configs" / "dit_13b.json")
+        model = HYVideoDiffusionTransformer.from_config(ROOT / "hyvideo" / "configs" / "dit_13b.json")
     ours = {k: [int(s) for s in v.shape] for k, v in model.state_dict().items()}
     released = {}
     for line in (ASSETS / "dit_13b_keys.tsv").read_text().splitlines():
@@ -60,7 +60,7 @@ def test_13b_on_meta_has_released_keys_shapes_and_param_count():
 def test_default_constructor_is_the_released_config():
     with torch.device("meta"):
         model = HYVideoDiffusionTransformer()
-    cfg = json.loads((ROOT / "configs" / "dit_13b.json").read_text())
+    cfg = json.loads((ROOT / "hyvideo" / "configs" / "dit_13b.json").read_text())
     assert {k: v for k, v in model.config.items() if k in cfg} == {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 

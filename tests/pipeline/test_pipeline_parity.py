@@ -7,7 +7,7 @@ import torch
 
 from hyvideo.checkpoint.io import load_dit, load_vae, resolve_model_paths
 from hyvideo.pipeline import HunyuanVideoPipeline, latent_shape, seeded_noise
-from hyvideo.text.encoders import load_clip_text_encoder, load_llm_text_encoder
+from hyvideo.checkpoint.text import load_clip_text_encoder, load_llm_text_encoder
 from hyvideo.text.templates import PROMPT_TEMPLATE
 
 PROMPTS = ["A cat walks on the grass, realistic style.", "A red car drives along a coastal road at sunset."]

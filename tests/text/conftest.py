@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-tiny = pytest.importorskip("hyvideo.text.tiny")
+tiny = pytest.importorskip("hyvideo.testing.tiny_text")
 pytest.importorskip("transformers")
 
 
@@ -71,7 +71,7 @@ def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def llm(tiny_ckpts):
     """Tiny LLM encoder in float32 (official layout)."""
-    from hyvideo.text.encoders import load_llm_text_encoder
+    from hyvideo.checkpoint.text import load_llm_text_encoder
 
     return load_llm_text_encoder(tiny_ckpts["llm"], dtype=torch.float32)
 
@@ -79,7 +79,7 @@ def llm(tiny_ckpts):
 @pytest.fixture(scope="session")
 def clip(tiny_ckpts):
     """Tiny CLIP encoder in float32 (official layout)."""
-    from hyvideo.text.encoders import load_clip_text_encoder
+    from hyvideo.checkpoint.text import load_clip_text_encoder
 
     return load_clip_text_encoder(tiny_ckpts["clip"], dtype=torch.float32)
 

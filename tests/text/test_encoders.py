@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hyvideo.text.encoders import TextEmbeddings, encode_prompts, load_clip_text_encoder, load_llm_text_encoder
+from hyvideo.text.encoders import TextEmbeddings, encode_prompts
+from hyvideo.checkpoint.text import load_clip_text_encoder, load_llm_text_encoder
 from hyvideo.text.templates import PROMPT_TEMPLATE
 
 ATOL_FP32 = 1e-5  # fp32, same weights and tokens: only kernel-order differences remain

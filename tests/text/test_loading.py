@@ -12,7 +12,8 @@ import shutil
 import pytest
 import torch
 
-from hyvideo.text.encoders import encode_prompts, load_clip_text_encoder, load_llm_text_encoder
+from hyvideo.text.encoders import encode_prompts
+from hyvideo.checkpoint.text import load_clip_text_encoder, load_llm_text_encoder
 
 # (path key in tiny_ckpts, subfolder or None): LLM layouts.
 LLM_LAYOUTS = {

@@ -50,7 +50,7 @@ def test_negative_prompt():
 def test_compute_crop_start_matches_diffusers_formula():
     """Our prefix count equals diffusers' ``len(tokenize(template)) - 2`` when ``{}`` is one token."""
     from hyvideo.text.encoders import compute_crop_start
-    from hyvideo.text.tiny import build_llama_tokenizer
+    from hyvideo.testing.tiny_text import build_llama_tokenizer
 
     tok = build_llama_tokenizer()
     for name, entry in PROMPT_TEMPLATE.items():
@@ -69,7 +69,7 @@ def test_compute_crop_start_matches_diffusers_formula():
 
 def test_compute_crop_start_rejects_bad_templates():
     from hyvideo.text.encoders import compute_crop_start
-    from hyvideo.text.tiny import build_llama_tokenizer
+    from hyvideo.testing.tiny_text import build_llama_tokenizer
 
     tok = build_llama_tokenizer()
     with pytest.raises(ValueError, match="placeholder"):

@@ -1,7 +1,7 @@
 """Real video through tiled VAE encode -> decode (bigbuckbunny, 1280x720, first 33 frames; tiny config).
 
-Full size: the whole 33 x 720 x 1280 clip with the released tiles (256 px, 64 frames) in bf16, ~70 s on 2 cores
-(``HYVIDEO_VAE_SKIP_FULL_CLIP=1`` skips it). Downsized: the frames area-downsampled 8x to 88 x 160 in fp32 with
+Full size (opt-in, ``--runslow``): the whole 33 x 720 x 1280 clip with the released tiles (256 px, 64 frames) in
+bf16, minutes on 2 cores (much longer where bf16 is emulated; ``HYVIDEO_VAE_SKIP_FULL_CLIP=1`` skips it). Downsized: the frames area-downsampled 8x to 88 x 160 in fp32 with
 64 px / 32 frame tiles, so spatial and temporal tiling both run on real content in a few seconds.
 """
 

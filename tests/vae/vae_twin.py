@@ -9,7 +9,7 @@ import torch
 
 from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hyvideo" / "configs"
 RELEASED_CONFIG = CONFIGS / "vae_884_16c_hy.json"
 TINY_CONFIG = CONFIGS / "vae_tiny.json"
 

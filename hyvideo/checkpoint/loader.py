@@ -1,0 +1,66 @@
+"""The one loader the CLIs call: a model tree (official ``ckpts/`` or diffusers) -> :class:`HunyuanVideoPipeline`.
+
+Every weight file goes through :mod:`hyvideo.checkpoint.io` (``read_state_dict``), the FP8 pair through
+:mod:`hyvideo.checkpoint.fp8`, the text encoders through :mod:`hyvideo.checkpoint.text`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from hyvideo.checkpoint.io import load_dit, load_vae, resolve_model_paths
+from hyvideo.checkpoint.text import load_clip_text_encoder, load_llm_text_encoder
+
+# Where each model lives under each offload mode ("device" or "cpu"), and which models the pipeline moves to the
+# device only while they run. "cpu" is the released --use-cpu-offload (DiT blocks streamed from CPU memory by
+# hyvideo.accel.offload, the other models moved in turn); "model" moves whole models in turn (the DiT must fit
+# at once); "blocks" streams the DiT's blocks and keeps the other models on the device.
+OFFLOAD_MODES = {
+    "none": ({}, ()),
+    "cpu": ({"dit": "cpu", "vae": "cpu", "text": "cpu"}, ("text", "vae")),
+    "model": ({"dit": "cpu", "vae": "cpu", "text": "cpu"}, ("text", "dit", "vae")),
+    "blocks": ({"dit": "cpu"}, ()),
+}
+
+
+def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLike | None = None,
+                  model: str = "HYVideo-T/2-cfgdistill", load_key: str = "module",
+                  dit_dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float16,
+                  text_dtype: torch.dtype = torch.float16, device: str | torch.device = "cpu",
+                  fp8: bool = False, offload: str = "none", log=print):
+    """Load the four models of a tree and wrap them in a :class:`hyvideo.pipeline.HunyuanVideoPipeline`.
+
+    Args:
+        model_base: official ``ckpts/`` root or diffusers folder (:func:`hyvideo.checkpoint.io.resolve_model_paths`).
+        dit_weight: DiT file / folder overriding the tree's.
+        model: DiT preset used when no ``config.json`` is beside the DiT weights.
+        load_key: ``"module"`` or ``"ema"``.
+        dit_dtype, vae_dtype, text_dtype: weight dtypes.
+        device: compute device.
+        fp8: FP8 block weights (released ``*_fp8.pt`` pair if present, else quantised on the CPU).
+        offload: one of :data:`OFFLOAD_MODES`.
+        log: one-line progress messages.
+
+    Returns:
+        The pipeline (no accelerated paths applied yet: see :func:`hyvideo.accel.apply`).
+
+    Raises:
+        FileNotFoundError, WeightLoadError, ValueError: missing / unreadable / mismatched weights, bad mode.
+    """
+    from hyvideo.pipeline import HunyuanVideoPipeline  # noqa: PLC0415
+
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"unknown offload mode {offload!r}; allowed: {list(OFFLOAD_MODES)}")
+    homes, moved = OFFLOAD_MODES[offload]
+    device = torch.device(device)
+    paths = resolve_model_paths(model_base, dit_weight)
+    log(f"loading {paths.layout} model tree from {model_base}: DiT {paths.dit}")
+    dit = load_dit(paths.dit, model=model, load_key=load_key, dtype=dit_dtype, device=homes.get("dit", device),
+                   fp8=fp8)
+    vae = load_vae(paths.vae, dtype=vae_dtype, device=homes.get("vae", device))
+    text_home = homes.get("text", device)
+    llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home)
+    clip = load_clip_text_encoder(paths.text_encoder_2, dtype=text_dtype, device=text_home)
+    return HunyuanVideoPipeline(dit, vae, llm, clip, device=device, offload=moved)
