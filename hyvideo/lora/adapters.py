@@ -17,6 +17,7 @@ peft's defaults).
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 
 from hyvideo.lora.apply import adapter_names, inject_adapter, lora_layers, read_lora
-from hyvideo.lora.formats import LoraState, LoraWeight, json_metadata, to_comfyui, to_diffusers, to_musubi
+from hyvideo.lora.formats import (LoraState, LoraWeight, exact_targets, json_metadata, to_comfyui, to_diffusers,
+                                  to_musubi)
 from hyvideo.lora.io import HYVIDEO_METADATA_KEY, LORA_ADAPTER_METADATA_KEY, write_safetensors
 from hyvideo.lora.keymap import ModelKeys, linear_shapes
 
@@ -117,7 +119,7 @@ def add_lora(dit: nn.Module, settings: LoraSettings | None = None, *, adapter_na
     settings = LoraSettings(**{**(asdict(settings) if settings else {}), **overrides})
     targets = resolve_targets(dit, settings.targets)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.dropout,
-                        target_modules=targets)
+                        target_modules=exact_targets(targets))
     inject_adapter(dit, config, adapter_name)
     if adapter_dtype is not None:
         for _, layer in lora_layers(dit):
@@ -187,11 +189,11 @@ def adapter_state(dit: nn.Module, adapter_name: str = "default") -> LoraState:
     state = {}
     for name, layer in lora_layers(dit):
         if adapter_name in layer.lora_A:
-            if layer.use_rslora.get(adapter_name):
-                raise ValueError("rsLoRA adapters are not supported by save_lora")
-            state[name] = LoraWeight(_full(layer.lora_A[adapter_name].weight.detach()),
-                                     _full(layer.lora_B[adapter_name].weight.detach()),
-                                     float(layer.lora_alpha[adapter_name]))
+            down = _full(layer.lora_A[adapter_name].weight.detach())
+            alpha = float(layer.lora_alpha[adapter_name])
+            if layer.use_rslora.get(adapter_name):  # rsLoRA scale alpha / sqrt(r) as a plain alpha / r
+                alpha *= math.sqrt(down.shape[0])
+            state[name] = LoraWeight(down, _full(layer.lora_B[adapter_name].weight.detach()), alpha)
     if not state:
         raise ValueError(f"no adapter named {adapter_name!r} on the DiT (have {adapter_names(dit)})")
     return state

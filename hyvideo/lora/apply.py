@@ -196,11 +196,13 @@ def fuse_lora(dit: nn.Module, *, keep_original: bool = True) -> int:
 
     Args:
         keep_original: keep a CPU copy of each fused base weight so :func:`unfuse_lora` restores it bit-exactly
-            (costs host memory equal to the adapted weights: ~24 GiB for all block linears of the 13B DiT in
-            bf16). False: unfuse subtracts the deltas again (peft ``unmerge``), exact only up to rounding.
+            (host memory equal to the adapted weights: 16.9 GiB for the default targets of the 13B DiT in bf16,
+            23.2 GiB with the modulation linears). False: unfuse subtracts the deltas again (peft ``unmerge``),
+            exact only up to rounding (measured on the tiny test DiT: a third of the adapted weights differ
+            afterwards, by up to 0.0039 in bf16 and 6e-8 in fp32, weights ~N(0, 0.2)).
 
     Raises:
-        ValueError: a fused weight would be non-finite (peft's safe merge; that layer is left unfused).
+        ValueError: a fused weight would be non-finite (peft's safe merge); everything is unfused again.
     """
     from hyvideo.quant.fp8 import FP8Linear
 
@@ -214,7 +216,12 @@ def fuse_lora(dit: nn.Module, *, keep_original: bool = True) -> int:
             continue
         if keep_original:
             layer.__dict__[_ORIGINAL] = layer.get_base_layer().weight.detach().to("cpu", copy=True)
-        layer.merge(safe_merge=True)
+        try:
+            layer.merge(safe_merge=True)
+        except ValueError:  # peft found NaN/inf in the merged weight: leave the DiT as it was
+            layer.__dict__.pop(_ORIGINAL, None)
+            unfuse_lora(dit)
+            raise
         n += 1
     return n
 

@@ -220,16 +220,22 @@ def _rows(part: _Part, out_features: int) -> torch.Tensor:
     return torch.arange(out_features) if part.rows is None else part.rows
 
 
+def exact_targets(names: list[str]) -> str:
+    """A ``LoraConfig.target_modules`` value selecting exactly these full module names.
+
+    One regex (peft full-matches a str), not a list: peft matches list entries as name suffixes, and diffusers'
+    root ``norm_out.linear`` / ``proj_out`` are suffixes of refiner / single-block linears.
+    """
+    return "(" + "|".join(re.escape(n) for n in names) + ")"
+
+
 def lora_config_kwargs(ranks: dict[str, int], alphas: dict[str, float]) -> dict:
     """``peft.LoraConfig`` kwargs for exactly these modules with per-module ranks/alphas: the most common as ``r`` /
     ``lora_alpha``, the rest as ``rank_pattern`` / ``alpha_pattern`` keyed ``^<module>`` (anchored, as diffusers
     writes them)."""
     r = collections.Counter(ranks.values()).most_common(1)[0][0]
     alpha = collections.Counter(alphas.values()).most_common(1)[0][0]
-    # One anchored regex (peft full-matches a str), not a list: peft matches list entries as name suffixes, and
-    # diffusers' root "norm_out.linear" / "proj_out" are suffixes of refiner / single-block linears.
-    targets = "(" + "|".join(re.escape(m) for m in ranks) + ")"
-    return {"r": r, "lora_alpha": alpha, "target_modules": targets,
+    return {"r": r, "lora_alpha": alpha, "target_modules": exact_targets(list(ranks)),
             "rank_pattern": {f"^{m}": v for m, v in ranks.items() if v != r},
             "alpha_pattern": {f"^{m}": v for m, v in alphas.items() if v != alpha}}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMALL, small_dit
 
 from hyvideo import HYVideoDiffusionTransformer, lora
+from tests.lora.conftest import SMALL, small_dit
 
 pytest.importorskip("peft")
 
@@ -24,7 +24,8 @@ def test_lora_for_another_model_size_lists_keys_and_shapes(tmp_path):
         lora.load_lora_weights(model, path)
     msg = str(err.value)
     assert "34 modules differ" in msg
-    assert "transformer.single_transformer_blocks.0.attn.to_q: A [4, 48], B [48, 4]; this DiT's linear is [32, 32]" in msg
+    first = "transformer.single_transformer_blocks.0.attn.to_q: A [4, 48], B [48, 4]; this DiT's linear is [32, 32]"
+    assert first in msg
     assert not hasattr(model, "peft_config")  # nothing was injected
 
 
@@ -86,3 +87,22 @@ def test_scale_and_state_misuse():
     bad = {k: v[:1] for k, v in lora.lora_state_dict(model).items()}
     with pytest.raises(ValueError, match=r"shape \(file vs model\) \['double_blocks.0.img_attn_qkv.lora_A.weight"):
         lora.set_lora_state_dict(model, bad)
+
+
+def test_fuse_that_overflows_leaves_the_dit_unfused():
+    model = small_dit()
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    huge = {"single_blocks.1.linear1.lora_A.weight": torch.full((2, 32), 1e30),  # the last adapted layer:
+            "single_blocks.1.linear1.lora_B.weight": torch.full((224, 2), 1e30)}  # the others fuse first
+    lora.load_lora_weights(model, lora.lora_state_dict(_with_lora(small_dit())))
+    lora.load_lora_weights(model, huge)
+    with pytest.raises(ValueError, match="NaNs detected"):
+        lora.fuse_lora(model)
+    assert not any(layer.merged for _, layer in lora.apply.lora_layers(model))
+    lora.unload_lora(model)
+    assert all(torch.equal(v, base[k]) for k, v in model.state_dict().items())
+
+
+def _with_lora(model):
+    lora.add_lora(model, rank=2)
+    return model

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
-from conftest import FP32_REL_TOL, dit_inputs, rel_err, run_diffusers, run_ours
 
 from hyvideo import lora
+from tests.lora.conftest import FP32_REL_TOL, dit_inputs, rel_err, run_diffusers, run_ours
 
 # Adapt every kind of linear, including the ones whose rows the converter moves (final modulation halves) and
 # the token refiner's fused qkv, so each row map is exercised.

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import FP32_REL_TOL, SMALL, dit_inputs, rel_err, run_ours, small_dit
 
 from hyvideo import HYVideoDiffusionTransformer, lora
+from tests.lora.conftest import FP32_REL_TOL, SMALL, dit_inputs, rel_err, run_ours, small_dit
 
 pytest.importorskip("peft")
 
