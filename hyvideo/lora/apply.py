@@ -60,10 +60,11 @@ def inject_adapter(dit: nn.Module, config, name: str) -> None:
         raise ValueError(f"an adapter named {name!r} is already on the DiT (have {adapter_names(dit)})")
     if _is_fused(dit):
         raise ValueError("the DiT has fused LoRAs; call unfuse_lora(dit) before adding another")
-    _register_fp8(dit, config)
-    with warnings.catch_warnings():  # expected: a second adapter joining peft_config; FP8Linear as a custom layer
+    custom = _register_fp8_linears(dit, config)
+    with warnings.catch_warnings():  # expected: a second adapter joining peft_config; FP8 linears as custom layers
         warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-        warnings.filterwarnings("ignore", message=re.escape("Unsupported layer type '<class 'hyvideo.quant.fp8."))
+        for cls in custom:
+            warnings.filterwarnings("ignore", message=re.escape(f"Unsupported layer type '{cls}'"))
         inject_adapter_in_model(config, dit, adapter_name=name)
     for _, layer in lora_layers(dit):  # peft gives an adapter its base weight's dtype: never float8
         if name in layer.lora_A and layer.lora_A[name].weight.dtype.itemsize == 1:
@@ -72,15 +73,23 @@ def inject_adapter(dit: nn.Module, config, name: str) -> None:
     _activate_all(dit)
 
 
-def _register_fp8(dit: nn.Module, config) -> None:
-    """Let peft wrap :class:`hyvideo.quant.fp8.FP8Linear` (an FP8 base) with its ordinary LoRA linear, which only
-    calls the base layer's forward and reads ``in_features`` / ``out_features`` (peft's custom-module hook)."""
-    from hyvideo.quant.fp8 import FP8Linear
+def _is_fp8_linear(module: nn.Module) -> bool:
+    """A linear-like layer with a 1-byte (float8) weight, e.g. hyvideo's ``FP8Linear`` (matched by shape, not by
+    import path, so this keeps working wherever that class lives)."""
+    weight = getattr(module, "weight", None)
+    return (not isinstance(module, nn.Linear) and isinstance(getattr(module, "in_features", None), int)
+            and isinstance(weight, torch.Tensor) and weight.dim() == 2 and weight.dtype.itemsize == 1)
 
-    if any(isinstance(m, FP8Linear) for m in dit.modules()):
+
+def _register_fp8_linears(dit: nn.Module, config) -> set[type]:
+    """Let peft wrap FP8 linears (an FP8 base) with its ordinary LoRA linear, which only calls the base layer's
+    forward and reads ``in_features`` / ``out_features`` (peft's custom-module hook). Returns the classes."""
+    classes = {type(m) for m in dit.modules() if _is_fp8_linear(m)}
+    if classes:
         from peft.tuners.lora import Linear as LoraLinear
 
-        config._register_custom_module({FP8Linear: LoraLinear})
+        config._register_custom_module({cls: LoraLinear for cls in classes})
+    return classes
 
 
 def _activate_all(dit: nn.Module) -> None:
@@ -204,9 +213,7 @@ def fuse_lora(dit: nn.Module, *, keep_original: bool = True) -> int:
     Raises:
         ValueError: a fused weight would be non-finite (peft's safe merge); everything is unfused again.
     """
-    from hyvideo.quant.fp8 import FP8Linear
-
-    fp8 = [n for n, layer in lora_layers(dit) if isinstance(layer.get_base_layer(), FP8Linear)]
+    fp8 = [n for n, layer in lora_layers(dit) if _is_fp8_linear(layer.get_base_layer())]
     if fp8:
         raise ValueError(f"cannot fuse LoRAs into FP8 weights ({fp8[:3]}, ...): sample unfused, or fuse into a "
                          "bf16/fp32 DiT and quantise after")

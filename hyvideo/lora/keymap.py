@@ -38,7 +38,7 @@ def linear_shapes(dit: nn.Module) -> dict[str, tuple[int, int]]:
     """``{released module name: (out_features, in_features)}`` for every linear layer of the DiT.
 
     Counts ``nn.Linear`` (and subclasses), linears already wrapped by peft (their base layer's size) and
-    linear-like modules with ``in_features`` / ``out_features`` (e.g. :class:`hyvideo.quant.fp8.FP8Linear`).
+    linear-like modules with ``in_features`` / ``out_features`` (e.g. hyvideo's ``FP8Linear``).
     Convolutions (``img_in.proj``) are not linears and are left out.
     """
     shapes = {}
