@@ -70,15 +70,17 @@ def burn_text(frame: np.ndarray, text: str) -> np.ndarray:
     return frame
 
 
-def render_shot(spec: ClipSpec, cfg: NanoConfig | None = None) -> np.ndarray:
+def render_shot(spec: ClipSpec, cfg: NanoConfig | None = None, frame_indices: list[int] | None = None) -> np.ndarray:
     """Frames of one shot, negatives applied (blur, frozen frame, burned-in text).
 
     Args:
         spec: the shot's ground truth.
         cfg: data set config (colours, texture brightness); default :func:`load_nano_config`.
+        frame_indices: render only these frames (default all ``spec.num_frames``).
 
     Returns:
-        ``[T, H, W, 3]`` uint8 RGB with ``T = spec.num_frames`` and ``H = W = spec.size_px``.
+        ``[T, H, W, 3]`` uint8 RGB with ``T = spec.num_frames`` (or ``len(frame_indices)``) and
+        ``H = W = spec.size_px``.
 
     Raises:
         ValueError: unknown background, shape, camera or negative.
@@ -92,8 +94,9 @@ def render_shot(spec: ClipSpec, cfg: NanoConfig | None = None) -> np.ndarray:
     canvas = _texture_canvas(spec, cfg) if spec.background == "texture" else None
     c = (np.arange(s) + 0.5) / s
     grid = np.stack(np.meshgrid(c, c), -1).reshape(-1, 2)
+    wanted = list(range(spec.num_frames)) if frame_indices is None else list(frame_indices)
     frames = []
-    for k in range(1 if spec.negative == "static" else spec.num_frames):
+    for k in ([0] if spec.negative == "static" else wanted):
         h = camera_matrix(spec.camera, spec.camera_rate, k)
         img = _background(spec, h, k, canvas, grid)
         _draw_objects(img, spec, h, k, cfg)
@@ -103,7 +106,7 @@ def render_shot(spec: ClipSpec, cfg: NanoConfig | None = None) -> np.ndarray:
             burn_text(img, spec.text)
         frames.append(img)
     if spec.negative == "static":
-        frames = frames * spec.num_frames
+        frames = frames * len(wanted)
     return np.stack(frames)
 
 
