@@ -61,21 +61,32 @@ def video_sidecar(shots: list[ClipSpec], ranges: list[tuple[int, int]], name: st
 
 def make_video(out_dir: str | os.PathLike, index: int, seed: int, cfg: NanoConfig | None = None) -> dict:
     """Render, encode and describe video ``index`` (skipped when its mp4 and sidecar exist); returns its sidecar."""
-    from hyvideo.data.curation.video import write_video  # noqa: PLC0415
-
     cfg = cfg or load_nano_config()
     videos = Path(out_dir) / "videos"
     name = video_name(index)
     mp4, side = videos / f"{name}.mp4", sidecar_path(videos / f"{name}.mp4")
     if mp4.is_file() and side.is_file():
         return json.loads(side.read_text())
-    shots = sample_video(np.random.default_rng([seed, index]), cfg)
+    return write_shots(videos, name, sample_video(np.random.default_rng([seed, index]), cfg), seed, index, cfg)
+
+
+def write_shots(videos_dir: str | os.PathLike, name: str, shots: list[ClipSpec], seed: int = -1, index: int = -1,
+                cfg: NanoConfig | None = None) -> dict:
+    """Render shots back to back into ``<videos_dir>/<name>.mp4`` plus its sidecar; returns the sidecar.
+
+    Raises:
+        ValueError: a shot renders to frames of another size than ``cfg.size_px``.
+    """
+    from hyvideo.data.curation.video import write_video  # noqa: PLC0415
+
+    cfg = cfg or load_nano_config()
+    mp4 = Path(videos_dir) / f"{name}.mp4"
     frames, ranges = render_video(shots, cfg)
     if frames.dtype != np.uint8 or frames.shape[1:] != (cfg.size_px, cfg.size_px, 3):
-        raise ValueError(f"video {index}: rendered {frames.dtype} frames of shape {frames.shape}")
+        raise ValueError(f"{name}: rendered {frames.dtype} frames of shape {frames.shape}")
     write_video(list(frames[..., ::-1]), mp4, fps=shots[0].fps, crf=CRF)
     sidecar = video_sidecar(shots, ranges, name, seed, index)
-    _write_json(side, sidecar)  # written last: a sidecar means the video is complete
+    _write_json(sidecar_path(mp4), sidecar)  # written last: a sidecar means the video is complete
     return sidecar
 
 
