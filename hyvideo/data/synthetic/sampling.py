@@ -11,6 +11,7 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 
+import cv2
 import numpy as np
 
 from hyvideo.data.synthetic.attributes import MOVES, ClipSpec, NanoConfig, ObjectSpec, load_nano_config
@@ -23,6 +24,7 @@ SMALL_RADIUS = (0.085, 0.095)  # circumradius where grow starts and shrink ends 
 # almost none (and would be rejected as blurred).
 PLAIN_VALUE = (0.05, 0.2)
 GRADIENT_LOW, GRADIENT_HIGH = (0.03, 0.1), (0.16, 0.24)
+MIN_CUT_SCORE = 45.0  # joined shots: ContentDetector score of each cut (its default threshold is 27)
 
 
 def _rate(cfg: NanoConfig, motion: str, rng: np.random.Generator) -> float:
@@ -167,25 +169,74 @@ def eval_spec(triple: tuple[str, str, str], seed: int, *, background: str = "pla
 def sample_video(rng: np.random.Generator, cfg: NanoConfig | None = None) -> list[ClipSpec]:
     """The shots of one video: a good shot, a negative (blur, static, text), or 2-3 joined good shots.
 
-    Joined shots alternate their background kind and differ in background brightness, so the cut between them
-    is a hard cut a shot detector finds.
+    Joined shots are drawn by :func:`sample_joined`.
     """
     cfg = cfg or load_nano_config()
     u = rng.random()
     for kind, p in sorted(cfg.p_negative.items()):
         if u < p:
-            spec = sample_clip_spec(rng, cfg)
-            if kind == "static":  # a frozen frame: nothing moves, so the ground truth says "still"
-                still = tuple(dataclasses.replace(o, motion="still", rate=0.0) for o in spec.objects)
-                while any(o.triple in cfg.heldout for o in still):
-                    spec = sample_clip_spec(rng, cfg)
-                    still = tuple(dataclasses.replace(o, motion="still", rate=0.0) for o in spec.objects)
-                spec = dataclasses.replace(spec, objects=still, camera="none", camera_rate=0.0, bg_drift_deg=0.0)
-            text = str(rng.choice(cfg.burned_in_text)) if kind == "text" else ""
-            return [dataclasses.replace(spec, negative=kind, text=text)]
+            return [sample_negative(kind, rng, cfg)]
         u -= p
     if u < cfg.p_joined:
-        num = int(rng.integers(cfg.joined_shots[0], cfg.joined_shots[1] + 1))
-        order = [str(b) for b in rng.permutation(sorted(cfg.p_background))]
-        return [sample_clip_spec(rng, cfg, background=order[i % len(order)]) for i in range(num)]
+        return sample_joined(rng, cfg)
     return [sample_clip_spec(rng, cfg)]
+
+
+def cut_score(a: ClipSpec, b: ClipSpec, cfg: NanoConfig | None = None) -> float:
+    """PySceneDetect's ``ContentDetector`` score of a hard cut from shot ``a`` to shot ``b``.
+
+    The mean absolute difference of the H, S and V channels (OpenCV 8-bit HSV) between the last frame of
+    ``a`` and the first frame of ``b``, averaged over the three channels, at 64 px.
+    """
+    from hyvideo.data.synthetic.render import downscale, render_shot  # noqa: PLC0415
+
+    last = downscale(render_shot(a, cfg, frame_indices=[a.num_frames - 1]), 64)[0]
+    first = downscale(render_shot(b, cfg, frame_indices=[0]), 64)[0]
+    hsv = [cv2.cvtColor(f, cv2.COLOR_RGB2HSV).astype(np.float32) for f in (last, first)]
+    return float(np.abs(hsv[0] - hsv[1]).mean())
+
+
+def sample_joined(rng: np.random.Generator, cfg: NanoConfig | None = None) -> list[ClipSpec]:
+    """2-3 good shots to be joined by hard cuts; each cut scores >= :data:`MIN_CUT_SCORE` (:func:`cut_score`).
+
+    Shots cycle through the background kinds; a candidate next shot whose cut would be weak (e.g. two dark
+    plain backgrounds) is redrawn, so the cuts are ones a shot detector must find.
+    """
+    cfg = cfg or load_nano_config()
+    num = int(rng.integers(cfg.joined_shots[0], cfg.joined_shots[1] + 1))
+    order = [str(b) for b in rng.permutation(sorted(cfg.p_background))]
+    shots = [sample_clip_spec(rng, cfg, background=order[0])]
+    while len(shots) < num:
+        best, best_score = None, -1.0
+        for attempt in range(50):
+            cand = sample_clip_spec(rng, cfg, background=order[(len(shots) + attempt) % len(order)])
+            score = cut_score(shots[-1], cand, cfg)
+            if score > best_score:
+                best, best_score = cand, score
+            if score >= MIN_CUT_SCORE:
+                break
+        shots.append(best)
+    return shots
+
+
+def sample_negative(kind: str, rng: np.random.Generator, cfg: NanoConfig | None = None) -> ClipSpec:
+    """A negative shot for curation to reject: "blur", "static" (one frozen frame) or "text" (burned-in text).
+
+    A static negative's ground truth says what it shows: every object "still", no camera, no drift (its still
+    triples are training triples too).
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    cfg = cfg or load_nano_config()
+    if kind not in ("blur", "static", "text"):
+        raise ValueError(f"unknown negative {kind!r}; expected blur, static or text")
+    spec = sample_clip_spec(rng, cfg)
+    if kind == "static":
+        still = tuple(dataclasses.replace(o, motion="still", rate=0.0) for o in spec.objects)
+        while any(o.triple in cfg.heldout for o in still):
+            spec = sample_clip_spec(rng, cfg)
+            still = tuple(dataclasses.replace(o, motion="still", rate=0.0) for o in spec.objects)
+        spec = dataclasses.replace(spec, objects=still, camera="none", camera_rate=0.0, bg_drift_deg=0.0)
+    text = str(rng.choice(cfg.burned_in_text)) if kind == "text" else ""
+    return dataclasses.replace(spec, negative=kind, text=text)
