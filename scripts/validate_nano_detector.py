@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"report: {args.out}")
     print(json.dumps(report, indent=1))
     if not ok:
-        print(f"FAILED: an attribute is below {args.min_accuracy:.0%} at factors {args.required_factors}", file=sys.stderr)
+        print(f"FAILED: an attribute is below {args.min_accuracy:.0%} at factors {args.required_factors}",
+              file=sys.stderr)
         sys.exit(1)
     return report
 

@@ -66,7 +66,8 @@ class NanoConfig:
                   if len(t) != 3 or any(w not in ws for w, ws in zip(t, words))]
         errors += [f"invalid pair {p} is not (shape, motion)" for p in self.invalid_pairs
                    if len(p) != 2 or p[0] not in self.shapes or p[1] not in self.motions]
-        errors += [f"held-out triple {t} is an invalid pair" for t in self.heldout if (t[1], t[2]) in self.invalid_pairs]
+        errors += [f"held-out triple {t} is an invalid pair" for t in self.heldout
+                   if (t[1], t[2]) in self.invalid_pairs]
         if self.size_px % 2 or self.size_px < 32:
             errors.append(f"size_px must be even and >= 32, got {self.size_px}")
         if self.train_frames < 1 or (self.train_frames - 1) % 4:
@@ -106,7 +107,8 @@ def load_nano_config(path: str | Path | None = None) -> NanoConfig:
     tree = yaml.safe_load(path.read_text())
     fields = {f.name for f in dataclasses.fields(NanoConfig)}
     if set(tree) != fields:
-        raise ValueError(f"{path}: missing keys {sorted(fields - set(tree))}, unknown keys {sorted(set(tree) - fields)}")
+        raise ValueError(f"{path}: missing keys {sorted(fields - set(tree))}, "
+                         f"unknown keys {sorted(set(tree) - fields)}")
     tuples = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
               for k, v in tree.items() if isinstance(v, list)}
     tree.update(tuples)
@@ -214,7 +216,8 @@ class ClipSpec:
         """
         names = {f.name for f in dataclasses.fields(cls)}
         if set(d) != names:
-            raise ValueError(f"clip spec keys differ: missing {sorted(names - set(d))}, unknown {sorted(set(d) - names)}")
+            raise ValueError(f"clip spec keys differ: missing {sorted(names - set(d))}, "
+                             f"unknown {sorted(set(d) - names)}")
         d = dict(d)
         d["objects"] = tuple(ObjectSpec(**o) for o in d["objects"])
         d["bg_colours"] = tuple(tuple(c) for c in d["bg_colours"])

@@ -27,7 +27,8 @@ CAMERA_SENTENCES = {"none": "The camera does not move.", "pan_left": "The camera
                     "pan_right": "The camera pans right.", "tilt_up": "The camera tilts up.",
                     "tilt_down": "The camera tilts down.", "zoom_in": "The camera zooms in.",
                     "zoom_out": "The camera zooms out."}
-_HUES = ("red", "orange", "yellow", "yellow-green", "green", "teal", "cyan", "blue", "blue", "violet", "magenta", "pink")
+_HUES = ("red", "orange", "yellow", "yellow-green", "green", "teal", "cyan", "blue", "blue", "violet", "magenta",
+         "pink")  # 30-degree hue bins
 
 
 def _article(word: str) -> str:
@@ -42,6 +43,13 @@ def prompt_for(obj: ObjectSpec | tuple[str, str, str]) -> str:
     """
     colour, shape, motion = obj.triple if isinstance(obj, ObjectSpec) else obj
     return f"{_article(colour)} {colour} {shape} {MOTION_PHRASES[motion]}"
+
+
+def heldout_prompts(path: str | os.PathLike | None = None) -> list[tuple[tuple[str, str, str], str]]:
+    """``[(triple, prompt), ...]`` for the held-out triples of the data set config (the evaluation prompts)."""
+    from hyvideo.data.synthetic.attributes import heldout_triples  # noqa: PLC0415
+
+    return [(t, prompt_for(t)) for t in heldout_triples(path)]
 
 
 def short_description(spec: ClipSpec) -> str:

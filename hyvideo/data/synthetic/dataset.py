@@ -105,7 +105,8 @@ def _make_range(out_dir: str, indices: list[int], seed: int, cfg: NanoConfig) ->
 def summary_record(sidecar: dict) -> dict:
     """One ``summary.jsonl`` line."""
     return {"path": f"videos/{sidecar['video']}", "negative": sidecar["negative"], "num_shots": len(sidecar["shots"]),
-            "num_frames": sidecar["num_frames"], "shots": [[s["start_frame"], s["end_frame"]] for s in sidecar["shots"]],
+            "num_frames": sidecar["num_frames"],
+            "shots": [[s["start_frame"], s["end_frame"]] for s in sidecar["shots"]],
             "prompts": [p for s in sidecar["shots"] for p in s["prompts"]],
             "triples": [[o["colour"], o["shape"], o["motion"]] for s in sidecar["shots"] for o in s["spec"]["objects"]]}
 
