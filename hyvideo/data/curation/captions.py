@@ -142,6 +142,13 @@ class VLMCaptioner:
 
 
 @functools.lru_cache(maxsize=1)
-def get_captioner(model_path: str) -> VLMCaptioner:
-    """One captioner per process and path (loading a VLM takes seconds to minutes)."""
+def get_captioner(model_path: str):
+    """One captioner per process and path (loading a VLM takes seconds to minutes).
+
+    ``"attributes"`` is the nano data set's ground-truth captioner (``hyvideo.data.synthetic.captions``).
+    """
+    if model_path == "attributes":
+        from hyvideo.data.synthetic.captions import AttributeCaptioner  # noqa: PLC0415
+
+        return AttributeCaptioner()
     return VLMCaptioner(model_path)
