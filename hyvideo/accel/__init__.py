@@ -123,6 +123,11 @@ def _apply_dit(dit: nn.Module, device: torch.device, options: AccelOptions, plan
         use_cpu_blocks(dit)
         pack_linear_weights(dit)
         d.append(check_native("cpu-kernels", device, dtype, grad=False))
+    else:  # portable: row-split / concat-free GEMMs in the single blocks (less activation memory)
+        from hyvideo.accel.lean_blocks import use_lean_single_blocks  # noqa: PLC0415
+
+        n = use_lean_single_blocks(dit)
+        d.append(Decision("lean-single-blocks", n > 0, f"{n} blocks"))
     backend = options.attn_backend
     if backend == "auto" and cpu:
         backend = "gemm"

@@ -8,8 +8,8 @@ reference residual ``r_prev`` is only refreshed on full steps, so the error of c
 against it and bounds the run of skips. The first call after :meth:`FirstBlockCache.reset` is always full.
 
 Installed from outside by :func:`enable_step_cache`, which swaps the DiT's class for :class:`StepCachedDiT`
-(same parameters and keys; its forward composes the model's own stages ``embed`` / ``forward_blocks`` /
-``final_layer``). Under sequence parallelism the two statistics are summed over the ranks of the group so that
+(same parameters and keys; its forward is the model's, composed from ``embed``, the blocks and
+``final_layer``, with block 0 split off). Under sequence parallelism the two statistics are summed over the ranks of the group so that
 every rank decides alike.
 """
 
@@ -98,18 +98,24 @@ class StepCachedDiT(HYVideoDiffusionTransformer):
     step_cache: FirstBlockCache
 
     def forward(self, x, t, text_states, text_mask=None, text_states_2=None, guidance=None):
-        """As :meth:`HYVideoDiffusionTransformer.forward`; blocks 1.. are skipped when the cache allows it."""
+        """The model's forward with block 0 split off: blocks 1.. are skipped when the cache allows it."""
         cache = self.step_cache
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
         img, txt, vec, key_mask, rope = self.embed(x, t, text_states, text_mask, text_states_2, guidance)
         img_in = img
         img, txt = self.double_blocks[0](img, txt, vec, key_mask, rope)
         first_residual = img - img_in
+        del img_in
         if cache.can_skip(cache.stats(first_residual)):
             img = cache.skip(img)
         else:
             img_first = img
-            img = self.forward_blocks(img, txt, vec, key_mask, rope, first=1)
+            for block in self.double_blocks[1:]:
+                img, txt = block(img, txt, vec, key_mask, rope)
+            h = torch.cat([img, txt], dim=1)
+            for block in self.single_blocks:
+                h = block(h, vec, key_mask, rope)
+            img = h[:, : img.shape[1]]
             cache.update(first_residual, img_first, img)
         return self.unpatchify(self.final_layer(img, vec), self.grid_size(x.shape))
 

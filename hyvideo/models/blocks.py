@@ -100,7 +100,10 @@ class MMDoubleStreamBlock(nn.Module):
         # 2. QK norm, RoPE on image tokens, joint [img, txt] attention
         q = self.norm_rope_joint([(self.img_attn_q_norm, img_q, rope), (self.txt_attn_q_norm, txt_q, None)], img_v.dtype)
         k = self.norm_rope_joint([(self.img_attn_k_norm, img_k, rope), (self.txt_attn_k_norm, txt_k, None)], img_v.dtype)
-        attn = self.attn(q, k, torch.cat([img_v, txt_v], dim=1), key_mask)
+        v = torch.cat([img_v, txt_v], dim=1)
+        del img_qkv, txt_qkv, img_q, img_k, img_v, txt_q, txt_k, txt_v  # views of the qkv outputs: free them now
+        attn = self.attn(q, k, v, key_mask)
+        del q, k, v
         img_attn, txt_attn = attn[:, : img.shape[1]], attn[:, img.shape[1]:]
         # 3. Gated residuals: attention projection, then the MLP
         img = gated_residual(img, self.img_attn_proj(img_attn), img_mod1.gate)
@@ -115,8 +118,8 @@ class MMDoubleStreamBlock(nn.Module):
 class MMSingleStreamBlock(nn.Module):
     """Single-stream block over ``[img; txt]`` with a fused ``linear1`` = [q | k | v | mlp] (spec 1.7).
 
-    ``norm_rope_joint`` as in :class:`MMDoubleStreamBlock`; :meth:`split_linear1` is the other piece an
-    accelerated subclass may replace (e.g. the GELU fused into the GEMM).
+    ``norm_rope_joint`` as in :class:`MMDoubleStreamBlock`; :meth:`split_linear1` and :meth:`project_out` are
+    the other pieces an accelerated subclass may replace (e.g. row-split GEMMs, the GELU fused into the GEMM).
     """
 
     norm_rope_joint = staticmethod(norm_rope_joint)
@@ -142,16 +145,22 @@ class MMSingleStreamBlock(nn.Module):
         qkv, mlp = self.linear1(x).split([3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
         return qkv, self.mlp_act(mlp)
 
+    def project_out(self, attn: torch.Tensor, mlp: torch.Tensor) -> torch.Tensor:
+        """``linear2(cat([attn, mlp], -1))``: attn ``[B, L, D]``, mlp ``[B, L, D_mlp]`` -> ``[B, L, D]``."""
+        return self.linear2(torch.cat([attn, mlp], dim=2))
+
     def forward(self, x, vec, key_mask, rope):
         """x ``[B, L_img + L_txt, D]`` (text last), vec ``[B, D]``, key_mask ``[B, L]`` bool or None,
         rope ``(cos, sin)`` each ``[L_img, D_h]`` (rotates the image tokens only) -> same shape as x."""
         (mod,) = self.modulation(vec)
         qkv, mlp = self.split_linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
+        del qkv
         q = self.norm_rope_joint([(self.q_norm, q, rope)], v.dtype)
         k = self.norm_rope_joint([(self.k_norm, k, rope)], v.dtype)
         attn = self.attn(q, k, v, key_mask)
-        return gated_residual(x, self.linear2(torch.cat([attn, mlp], dim=2)), mod.gate)
+        del q, k, v  # v views linear1's [B, L, 3 D + D_mlp] output: free it before the projection
+        return gated_residual(x, self.project_out(attn, mlp), mod.gate)
 
 
 class FinalLayer(nn.Module):

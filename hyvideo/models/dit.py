@@ -166,8 +166,15 @@ class HYVideoDiffusionTransformer(nn.Module):
         """
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
         img, txt, vec, key_mask, rope = self.embed(x, t, text_states, text_mask, text_states_2, guidance)
-        img = self.forward_blocks(img, txt, vec, key_mask, rope)
-        return self.unpatchify(self.final_layer(img, vec), self.grid_size(x.shape))
+        # Dual-stream then single-stream blocks over [img, txt] (names rebound so each input is freed once used)
+        for block in self.double_blocks:
+            img, txt = block(img, txt, vec, key_mask, rope)
+        n_img, h = img.shape[1], torch.cat([img, txt], dim=1)
+        del img, txt
+        for block in self.single_blocks:
+            h = block(h, vec, key_mask, rope)
+        # Final layer on the image tokens, unpatchify
+        return self.unpatchify(self.final_layer(h[:, :n_img], vec), self.grid_size(x.shape))
 
     def embed(self, x, t, text_states, text_mask, text_states_2, guidance):
         """Inputs -> ``(img [B, L_img, D], txt [B, L_txt, D], vec [B, D], key_mask [B, L] bool | None, rope)``.
@@ -193,18 +200,6 @@ class HYVideoDiffusionTransformer(nn.Module):
         # 3. RoPE tables of the patch grid
         rope = self.rope(self.grid_size(x.shape), device=x.device)
         return img, txt, vec, key_mask, rope
-
-    def forward_blocks(self, img, txt, vec, key_mask, rope, first: int = 0) -> torch.Tensor:
-        """Dual-stream blocks ``first, first + 1, ...`` then every single-stream block over ``[img, txt]``.
-
-        Shapes as :meth:`embed` returns them; returns the image tokens ``[B, L_img, D]`` after the last block.
-        """
-        for block in self.double_blocks[first:]:
-            img, txt = block(img, txt, vec, key_mask, rope)
-        h = torch.cat([img, txt], dim=1)
-        for block in self.single_blocks:
-            h = block(h, vec, key_mask, rope)
-        return h[:, : img.shape[1]]
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``[B, L_img, C * p_t * p_h * p_w]`` (c outermost) -> ``[B, C, T * p_t, H * p_h, W * p_w]``."""
