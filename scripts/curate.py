@@ -66,9 +66,9 @@ def prepare(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Cura
         check_models(cfg)
         videos = list_inputs(args.input)
         check_output(Path(args.output))
-        shards = plan_shards(videos, args.output, cfg)
-        if args.ray_address:
+        if args.ray_address:  # before run.json is written: a wrong address leaves the folder reusable
             connect_ray(None if args.ray_address == "local" else args.ray_address, args.workers)
+        shards = plan_shards(videos, args.output, cfg)
     except (ValueError, OSError) as e:
         ap.error(str(e))
     return cfg, shards
