@@ -71,12 +71,14 @@ def test_structured_caption_survives_parquet_and_manifest_reader(tmp_path, video
 
     calls = []
 
-    def captioner(frames):
-        calls.append(len(frames))
+    def captioner(frames, *, source, span):
+        calls.append((len(frames), source, span))
+        assert all(f.dtype == np.uint8 and f.ndim == 3 and min(f.shape[:2]) <= 512 for f in frames)
         return CAP if len(calls) == 1 else {"short_description": "broken"}  # 2nd answer lacks a field
 
     rows = process_video(videos["bikes"], test_cfg, captioner)
-    assert len(rows) == 2 and calls == [test_cfg.measure.num_caption_frames] * 2
+    n, src = test_cfg.measure.num_caption_frames, str(videos["bikes"])
+    assert len(rows) == 2 and calls == [(n, src, (1, 29)), (n, src, (31, 75))]
     assert rows[0]["caption"]["short_description"] == CAP["short_description"] and rows[1]["caption"] is None
     path = write_parquet_atomic(rows_to_table(rows), tmp_path / "m.parquet")
     recs = read_manifest(path)

@@ -121,7 +121,7 @@ class VLMCaptioner:
         self.model = AutoModelForImageTextToText.from_pretrained(model_path, local_files_only=True).eval()
         self.max_new_tokens = max_new_tokens
 
-    def __call__(self, frames_bgr: list[np.ndarray]) -> dict:
+    def __call__(self, frames_bgr: list[np.ndarray], **context) -> dict:
         """Structured caption of ``[H, W, 3]`` uint8 BGR frames.
 
         Raises:

@@ -8,13 +8,45 @@ the dataclasses only give the structure, types, units and validation. ``--set a.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "curation" / "default.yaml"
 
 TIER_NAMES = ("256p", "360p", "540p", "720p", "finetune")
+_KINDS = {"int": "an integer", "float": "a number", "str": "a string", "str | None": "a string or null"}
+
+
+def _check_types(obj, where: str) -> None:
+    """Every field of a config dataclass has its annotated type (YAML turns typos into strings, ``yes`` into
+    True and ``.nan`` into NaN, none of which a threshold may be).
+
+    Raises:
+        ValueError: naming the field and the value.
+    """
+    for f in dataclasses.fields(obj):
+        v, kind = getattr(obj, f.name), f.type
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = {"int": number and isinstance(v, int), "float": number and not math.isnan(v),
+              "str": isinstance(v, str), "str | None": v is None or isinstance(v, str)}.get(kind, True)
+        if not ok:
+            raise ValueError(f"{where}.{f.name} must be {_KINDS[kind]}, got {v!r}")
+
+
+def _check_range(obj, where: str, names: tuple[str, ...], lo: float, hi: float = math.inf) -> None:
+    """Each named field lies in ``[lo, hi]``.
+
+    Raises:
+        ValueError: naming the field, the value and the allowed range.
+    """
+    for name in names:
+        v = getattr(obj, name)
+        if not lo <= v <= hi:
+            allowed = f">= {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
+            raise ValueError(f"{where}.{name} must be {allowed}, got {v!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,10 +68,14 @@ class SplitConfig:
     boundary_trim_frames: int = 0
 
     def __post_init__(self):
+        _check_types(self, "split")
         if not 0 < self.min_clip_s <= self.max_clip_s:
-            raise ValueError(f"need 0 < min_clip_s <= max_clip_s, got {self.min_clip_s}, {self.max_clip_s}")
-        if self.min_shot_frames < 1 or self.boundary_trim_frames < 0:
-            raise ValueError("min_shot_frames must be >= 1 and boundary_trim_frames >= 0")
+            raise ValueError(f"need 0 < split.min_clip_s <= split.max_clip_s, got {self.min_clip_s!r}, "
+                             f"{self.max_clip_s!r}")
+        if not self.detector_threshold > 0:
+            raise ValueError(f"split.detector_threshold must be > 0, got {self.detector_threshold!r}")
+        _check_range(self, "split", ("min_shot_frames",), 1)
+        _check_range(self, "split", ("boundary_trim_frames",), 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,10 +120,13 @@ class MeasureConfig:
     num_caption_frames: int = 8
 
     def __post_init__(self):
-        if self.num_key_frames < 1 or self.num_flow_pairs < 2 or self.flow_stride_frames < 1:
-            raise ValueError("need num_key_frames >= 1, num_flow_pairs >= 2, flow_stride_frames >= 1")
-        if not 1 <= self.num_text_frames <= self.num_key_frames:
-            raise ValueError("num_text_frames must be in [1, num_key_frames]")
+        _check_types(self, "measure")
+        _check_range(self, "measure", ("num_key_frames", "flow_stride_frames", "clarity_grid", "num_caption_frames"), 1)
+        _check_range(self, "measure", ("num_flow_pairs",), 2)
+        _check_range(self, "measure", ("clarity_max_short_side_px", "flow_short_side_px"), 16)
+        _check_range(self, "measure", ("text_det_max_side_px",), 32)
+        _check_range(self, "measure", ("text_det_box_thresh", "camera_min_confidence"), 0.0, 1.0)
+        _check_range(self, "measure", ("num_text_frames",), 1, self.num_key_frames)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +158,13 @@ class TierConfig:
     def __post_init__(self):
         if self.name not in TIER_NAMES:
             raise ValueError(f"unknown tier {self.name!r}; expected one of {TIER_NAMES}")
+        where = f"tiers[{self.name}]"
+        _check_types(self, where)
+        _check_range(self, where, ("min_short_side_px", "min_duration_s", "min_clarity", "min_motion",
+                                   "max_motion"), 0)
+        _check_range(self, where, ("max_text_area", "max_watermark"), 0.0, 1.0)
         if self.min_motion > self.max_motion:
-            raise ValueError(f"tier {self.name}: min_motion > max_motion")
+            raise ValueError(f"{where}: min_motion {self.min_motion!r} > max_motion {self.max_motion!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,10 +187,10 @@ class ConceptConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= self.balance_alpha <= 1.0:
-            raise ValueError("balance_alpha must be in [0, 1]")
-        if not -1.0 <= self.dedup_cosine <= 1.0:
-            raise ValueError("dedup_cosine must be in [-1, 1]")
+        _check_types(self, "concepts")
+        _check_range(self, "concepts", ("num_clusters", "min_cluster_size"), 1)
+        _check_range(self, "concepts", ("balance_alpha",), 0.0, 1.0)
+        _check_range(self, "concepts", ("dedup_cosine",), -1.0, 1.0)
 
 
 _STRICTER = {  # field -> +1 if a larger value is stricter, -1 if a smaller one is
@@ -181,23 +225,82 @@ class CurationConfig:
             raise ValueError(f"tiers must be {TIER_NAMES} in this order, got {names}")
         for lo, hi in zip(self.tiers, self.tiers[1:]):
             for name, sign in _STRICTER.items():
-                if sign * (getattr(hi, name) - getattr(lo, name)) < 0:
-                    raise ValueError(f"tier {hi.name} must be at least as strict as {lo.name} on {name}")
-        if self.videos_per_shard < 1 or self.num_workers < 1:
-            raise ValueError("videos_per_shard and num_workers must be >= 1")
+                a, b = getattr(lo, name), getattr(hi, name)
+                if sign * (b - a) < 0:
+                    raise ValueError(f"tier {hi.name} must be at least as strict as {lo.name} on {name}: "
+                                     f"got {b!r} after {a!r} ({'>=' if sign > 0 else '<='} expected)")
+        _check_types(self, "config")
+        _check_range(self, "config", ("videos_per_shard", "num_workers"), 1)
+
+
+_SECTIONS = {"split": SplitConfig, "measure": MeasureConfig, "concepts": ConceptConfig}
+_TOP_LEVEL = ("videos_per_shard", "num_workers")
+
+
+def _field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _apply_override(tree: dict, key: str, value: str) -> None:
+    """Set ``key`` (``section.field``, ``tiers.<i>.field`` or a top-level field) to ``value`` parsed as YAML.
+
+    Raises:
+        ValueError: unknown key, tier index out of range, or a value that is not YAML; naming both.
+    """
     parts = key.split(".")
-    node = tree
-    for p in parts[:-1]:
-        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
-    last = parts[-1]
-    parsed = yaml.safe_load(value)
-    if isinstance(node, list):
-        node[int(last)] = parsed
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--set {key}={value}: the value is not valid YAML ({type(e).__name__})") from None
+    if isinstance(parsed, str):  # YAML 1.1 reads "1e3" as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    if parts[0] in _SECTIONS and len(parts) == 2 and parts[1] in _field_names(_SECTIONS[parts[0]]):
+        node = tree.setdefault(parts[0], {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {key}: config section {parts[0]!r} is not a mapping")
+        node[parts[1]] = parsed
+    elif parts[0] == "tiers" and len(parts) == 3 and parts[2] in _field_names(TierConfig):
+        tiers = tree.get("tiers")
+        n = len(tiers) if isinstance(tiers, list) else 0
+        if not (parts[1].isdigit() and int(parts[1]) < n and isinstance(tiers[int(parts[1])], dict)):
+            raise ValueError(f"--set {key}: tier index {parts[1]!r} is not one of 0..{n - 1}")
+        tiers[int(parts[1])][parts[2]] = parsed
+    elif len(parts) == 1 and key in _TOP_LEVEL:
+        tree[key] = parsed
+    elif parts[0] in _SECTIONS:
+        raise ValueError(f"unknown config key {key!r}; {parts[0]} has: {', '.join(_field_names(_SECTIONS[parts[0]]))}")
+    elif parts[0] == "tiers":
+        raise ValueError(f"unknown config key {key!r}; expected tiers.<index>.<field>, fields: "
+                         f"{', '.join(_field_names(TierConfig))}")
     else:
-        node[last] = parsed
+        raise ValueError(f"unknown config key {key!r}; expected <section>.<field> with section one of "
+                         f"{', '.join(_SECTIONS)}, tiers.<index>.<field>, or one of {', '.join(_TOP_LEVEL)}")
+
+
+def _read_yaml(path: Path) -> dict:
+    """The YAML mapping in ``path``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable, not text, not YAML, or not a mapping; naming the file.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"curation config not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read curation config {path}: {getattr(e, 'strerror', None) or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ValueError(f"curation config {path} is not valid YAML: {what}{where}") from None
+    if not isinstance(tree, dict):
+        raise ValueError(f"curation config {path} must be a YAML mapping of sections, got {type(tree).__name__}")
+    return tree
 
 
 def load_curation_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CurationConfig:
@@ -211,27 +314,58 @@ def load_curation_config(path: str | Path | None = None, overrides: list[str] | 
         The validated config.
 
     Raises:
-        ValueError: malformed override or a config that fails validation.
+        ValueError: unreadable or malformed YAML, malformed or unknown override, or a config that fails
+            validation; the message names the file, key or value.
         FileNotFoundError: the YAML does not exist.
     """
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    tree = yaml.safe_load(path.read_text())
+    tree = _read_yaml(Path(path) if path is not None else DEFAULT_CONFIG)
     for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, value = item.split("=", 1)
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"override {item!r} is not key=value (e.g. tiers.4.min_clarity=300)")
         _apply_override(tree, key.strip(), value.strip())
     return config_from_dict(tree)
 
 
+def _build(cls, where: str, node):
+    """``cls(**node)`` with unknown, missing and non-mapping input reported by name."""
+    if not isinstance(node, dict):
+        raise ValueError(f"config {where} must be a mapping, got {node!r}")
+    names = _field_names(cls)
+    unknown = sorted(set(node) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; allowed: {', '.join(names)}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in node]
+    if missing:
+        raise ValueError(f"config {where} is missing {', '.join(missing)}")
+    return cls(**node)
+
+
 def config_from_dict(tree: dict) -> CurationConfig:
-    """Build a :class:`CurationConfig` from a plain dict (the YAML tree)."""
+    """Build a :class:`CurationConfig` from a plain dict (the YAML tree).
+
+    Raises:
+        ValueError: missing or unknown sections or keys, or values that fail validation (named).
+    """
+    if not isinstance(tree, dict):
+        raise ValueError(f"a curation config must be a mapping, got {type(tree).__name__}")
     tree = dict(tree)
+    sections = (*_SECTIONS, "tiers")
+    unknown = sorted(set(tree) - set(sections) - set(_TOP_LEVEL))
+    missing = [k for k in sections if k not in tree]
+    if unknown or missing:
+        problems = ([f"unknown section(s) {', '.join(unknown)}"] if unknown else []) + (
+            [f"missing section(s) {', '.join(missing)}"] if missing else [])
+        raise ValueError(f"curation config: {'; '.join(problems)} (expected {', '.join(sections)} and optionally "
+                         f"{', '.join(_TOP_LEVEL)})")
+    tiers = tree.pop("tiers")
+    if not isinstance(tiers, list):
+        raise ValueError(f"config tiers must be a list of {len(TIER_NAMES)} mappings, got {tiers!r}")
     return CurationConfig(
-        split=SplitConfig(**tree.pop("split")),
-        measure=MeasureConfig(**tree.pop("measure")),
-        concepts=ConceptConfig(**tree.pop("concepts")),
-        tiers=tuple(TierConfig(**t) for t in tree.pop("tiers")),
+        **{k: _build(cls, k, tree.pop(k)) for k, cls in _SECTIONS.items()},
+        tiers=tuple(_build(TierConfig, f"tiers.{i}", t) for i, t in enumerate(tiers)),
         **tree,
     )
 

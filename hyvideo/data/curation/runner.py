@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,24 +35,32 @@ from hyvideo.data.curation.shards import (FINAL_COLUMNS, process_shard, shard_pa
                                           write_parquet_atomic)
 
 log = logging.getLogger(__name__)
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"}
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".3gp", ".m2ts",
+              ".mts", ".wmv", ".ogv"}
+LIST_EXTS = {".txt", ".lst"}
 
 
 def list_inputs(spec: str | os.PathLike) -> list[str]:
     """Absolute, sorted, unique video paths from a folder (recursive, by extension), a list file
     (``.txt``/``.lst``, one path a line, ``#`` comments, relative to the list's folder) or one video.
 
+    Listed paths must be existing files (any extension: the list is explicit); whether they decode is found
+    out per video later (a manifest row ``rejected_by = "error: ..."``).
+
     Raises:
-        FileNotFoundError: ``spec`` does not exist.
-        ValueError: no videos found.
+        FileNotFoundError: ``spec`` or a listed path does not exist (the message names it).
+        ValueError: no videos found, a list that is not text or names a folder, or a single file whose
+            extension is not a video's.
     """
     spec = Path(spec)
     if spec.is_dir():
         vids = [p for p in spec.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()]
-    elif spec.is_file() and spec.suffix.lower() in {".txt", ".lst"}:
-        lines = [ln.strip() for ln in spec.read_text().splitlines()]
-        vids = [Path(ln) if Path(ln).is_absolute() else spec.parent / ln for ln in lines if ln and not ln.startswith("#")]
+    elif spec.is_file() and spec.suffix.lower() in LIST_EXTS:
+        vids = _read_list(spec)
     elif spec.is_file():
+        if spec.suffix.lower() not in VIDEO_EXTS:
+            raise ValueError(f"input {spec} is neither a video ({', '.join(sorted(VIDEO_EXTS))}) nor a "
+                             f"{'/'.join(sorted(LIST_EXTS))} list of paths")
         vids = [spec]
     else:
         raise FileNotFoundError(f"input not found: {spec} (expected a folder, a .txt/.lst list or a video)")
@@ -59,6 +68,22 @@ def list_inputs(spec: str | os.PathLike) -> list[str]:
     if not out:
         raise ValueError(f"no videos ({', '.join(sorted(VIDEO_EXTS))}) found in {spec}")
     return out
+
+
+def _read_list(spec: Path) -> list[Path]:
+    try:
+        lines = [ln.strip() for ln in spec.read_text().splitlines()]
+    except UnicodeDecodeError:
+        raise ValueError(f"input list {spec} is not a text file of paths") from None
+    vids = [Path(ln) if Path(ln).is_absolute() else spec.parent / ln for ln in lines if ln and not ln.startswith("#")]
+    missing = [str(v) for v in vids if not v.exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(vids)} videos listed in {spec} do not exist: "
+                                f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    folders = [str(v) for v in vids if not v.is_file()]
+    if folders:
+        raise ValueError(f"{spec} lists folders, not video files: {', '.join(folders[:3])}")
+    return vids
 
 
 def plan_shards(videos: list[str], out_dir: str | os.PathLike, cfg: CurationConfig) -> list[list[str]]:
@@ -73,7 +98,10 @@ def plan_shards(videos: list[str], out_dir: str | os.PathLike, cfg: CurationConf
     record = {"videos": videos, "config": config}
     run_file = out_dir / "run.json"
     if run_file.exists():
-        old = json.loads(run_file.read_text())
+        try:
+            old = json.loads(run_file.read_text())
+        except ValueError as e:
+            raise ValueError(f"{run_file} is not a run record ({e}); use another --output or delete it") from None
         if old != json.loads(json.dumps(record)):
             raise ValueError(f"{out_dir} holds a run with different inputs or config; use another --output "
                              "or delete it to start over")
@@ -111,6 +139,27 @@ def run_local(shards: list[list[str]], out_dir: str | os.PathLike, cfg: Curation
     return clips
 
 
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (None starts a local instance of ``num_cpus`` CPUs) unless already
+    connected; the CLI calls it before any work so a wrong address fails fast.
+
+    Raises:
+        ValueError: Ray Data is not installed, or the cluster cannot be reached (the message names the address).
+    """
+    try:
+        import ray  # noqa: PLC0415
+        import ray.data  # noqa: F401, PLC0415
+    except ImportError as e:
+        raise ValueError(f"--ray-address needs Ray Data (pip install 'ray[data]'): {e}") from None
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ValueError(f"cannot reach Ray at {address or 'a new local instance'}: {e}") from None
+
+
 def run_ray(shards: list[list[str]], out_dir: str | os.PathLike, cfg: CurationConfig,
             address: str | None = None, num_cpus: int | None = None) -> int:
     """Process unfinished shards as Ray Data tasks (one shard per row, one CPU each); returns clips.
@@ -124,9 +173,7 @@ def run_ray(shards: list[list[str]], out_dir: str | os.PathLike, cfg: CurationCo
     import ray  # noqa: PLC0415
 
     pending = [i for i in range(len(shards)) if not shard_path(out_dir, i).exists()]
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                 log_to_driver=False)
+    connect_ray(address, num_cpus)
     out = str(Path(out_dir).resolve())
 
     def work(row: dict) -> dict:
@@ -193,3 +240,12 @@ def tier_counts(manifest: str | os.PathLike) -> dict[str, int]:
     """Clips per reached tier ("" = rejected) in a final manifest."""
     tiers = pq.read_table(manifest, columns=["tier"]).column("tier").to_pylist()
     return {t or "rejected": tiers.count(t) for t in ("", *TIER_NAMES)}
+
+
+def rejection_counts(manifest: str | os.PathLike) -> dict[str, int]:
+    """Rows per ``rejected_by`` of the rows that reached no tier, most frequent first; every ``error: ...`` is
+    counted as ``error``. Whole-video rows (``too_short``, ``too_large``, ``extreme_aspect``, ``error``) count
+    one per video."""
+    cols = pq.read_table(manifest, columns=["rejected_by", "tier"]).to_pydict()
+    reasons = ["error" if r.startswith("error:") else r for r, t in zip(cols["rejected_by"], cols["tier"]) if not t]
+    return dict(sorted(Counter(reasons).items(), key=lambda kv: (-kv[1], kv[0])))

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hyvideo.data.curation.video import shrink_long_side
+
 
 class TextDetector:
     """PP-OCRv4 text detector, single-threaded (workers are processes).
@@ -41,28 +43,20 @@ class TextDetector:
 
     def boxes(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Text quadrilaterals ``[N, 4, 2]`` float32 in the pixels of the (downscaled) frame; N may be 0."""
-        boxes, _ = self._det(_shrink(frame_bgr, self.max_side_px))
+        boxes, _ = self._det(shrink_long_side(frame_bgr, self.max_side_px))
         if boxes is None or len(boxes) == 0:
             return np.zeros((0, 4, 2), np.float32)
         return np.asarray(boxes, np.float32)
 
     def area_ratio(self, frame_bgr: np.ndarray) -> float:
         """Fraction (0-1) of the frame's pixels inside detected text boxes (overlaps counted once)."""
-        frame_bgr = _shrink(frame_bgr, self.max_side_px)
+        frame_bgr = shrink_long_side(frame_bgr, self.max_side_px)
         boxes = self.boxes(frame_bgr)
         if len(boxes) == 0:
             return 0.0
         mask = np.zeros(frame_bgr.shape[:2], np.uint8)
         cv2.fillPoly(mask, [b.round().astype(np.int32) for b in boxes], 1)
         return float(mask.mean())
-
-
-def _shrink(frame: np.ndarray, max_side_px: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if max(h, w) <= max_side_px:
-        return frame
-    s = max_side_px / max(h, w)
-    return cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
 
 @functools.lru_cache(maxsize=4)
