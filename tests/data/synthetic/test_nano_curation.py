@@ -53,8 +53,6 @@ def test_curation_rejects_negatives_and_splits_joined_shots(curated):
     assert len(good) == 6 and all(r["tier"] for r in good), [(r["path"], r["rejected_by"]) for r in good]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the curation captioner call site to pass source= and span= "
-                   "(measure.py, curation-hard branch); remove this marker once both branches are merged")
 def test_curated_captions_come_from_the_ground_truth(curated):
     rows, sidecars = curated
     for name, side in sidecars.items():
