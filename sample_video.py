@@ -23,7 +23,6 @@ import argparse
 import logging
 import random
 import sys
-import time
 from pathlib import Path
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -107,31 +106,31 @@ def resolve_precisions(args, device: str) -> str:
     return reason
 
 
+def request_of(args):
+    """The :class:`hyvideo.sampling.SampleRequest` of the parsed flags (all flags also go into the sidecar)."""
+    from hyvideo.sampling import SampleRequest  # noqa: PLC0415
+
+    return SampleRequest(prompt=args.prompt or "", height=args.video_size[0], width=args.video_size[1],
+                         video_length=args.video_length, infer_steps=args.infer_steps, seed=args.seed,
+                         flow_shift=args.flow_shift, embedded_guidance_scale=args.embedded_cfg_scale,
+                         cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, num_videos=args.num_videos,
+                         batch_size=args.batch_size, fps=args.fps, vae_tiling=args.vae_tiling, extra=vars(args))
+
+
 def check_args(args) -> None:
     """Validate everything cheap to check; raises ValueError with a message naming the bad value."""
-    from hyvideo.pipeline import MAX_SEED, validate_generation_args, validate_sampling_args  # noqa: PLC0415
+    from hyvideo.sampling import check_request  # noqa: PLC0415
     from hyvideo.utils.outputs import prepare_output_dir  # noqa: PLC0415
 
     if len(args.video_size) not in (1, 2):
         raise ValueError(f"--video-size takes H W (or one value for square), got {args.video_size}")
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
-    if args.infer_steps < 1 or args.batch_size < 1 or args.num_videos < 1:
-        raise ValueError("--infer-steps, --batch-size and --num-videos must be >= 1, got "
-                         f"{args.infer_steps}, {args.batch_size}, {args.num_videos}")
     for flag in ("precision", "vae_precision", "text_encoder_precision"):
         value = getattr(args, flag)
         if value is not None and value not in PRECISIONS:
             raise ValueError(f"unknown --{flag.replace('_', '-')} {value!r}; allowed: {list(PRECISIONS)}")
-    if args.fps < 1:
-        raise ValueError(f"--fps must be >= 1, got {args.fps}")
-    validate_generation_args([args.prompt or ""], args.video_size[0], args.video_size[1], args.video_length)
-    seeds = [] if args.seed is None else [args.seed, args.seed + args.num_videos - 1]
-    if args.seed is not None and not 0 <= args.seed <= MAX_SEED - args.num_videos:
-        raise ValueError(f"--seed {args.seed} is outside 0..{MAX_SEED - args.num_videos} (64-bit seeds, "
-                         f"{args.num_videos} videos)")
-    validate_sampling_args(seeds=seeds, infer_steps=args.infer_steps, flow_shift=args.flow_shift,
-                           embedded_guidance_scale=args.embedded_cfg_scale, cfg_scale=args.cfg_scale)
+    check_request(request_of(args))
     if not args.cache_threshold >= 0:
         raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
     if args.ulysses_degree < 1:
@@ -224,7 +223,7 @@ def main(argv=None) -> int:
     from hyvideo.checkpoint.io import WeightLoadError  # noqa: PLC0415
     from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
     from hyvideo.diffusion.sampler import NonFiniteError  # noqa: PLC0415
-    from hyvideo.utils.outputs import save_result, video_name  # noqa: PLC0415
+    from hyvideo.sampling import run_request  # noqa: PLC0415
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     reason = resolve_precisions(args, device)
@@ -251,38 +250,15 @@ def main(argv=None) -> int:
         sequential_offload=offload_mode(args) in ("cpu", "blocks"),
         sp_group=env.sp_group if env is not None else None))
     pipe.step_cache = plan.step_cache
-    height, width = args.video_size
-    base_seed = shared_seed(args, env)
-    seeds = [base_seed + i for i in range(args.num_videos)]
+    seeds = request_of(args).seeds(shared_seed(args, env))
     if env is not None:
         seeds = seeds[env.dp_rank::env.dp_world]
-    save_dir, taken = Path(args.save_path), set()
-    for start in range(0, len(seeds), args.batch_size):
-        batch_seeds = seeds[start: start + args.batch_size]
-        t0 = time.perf_counter()
-        try:
-            videos = pipe([args.prompt] * len(batch_seeds), height=height, width=width, video_length=args.video_length,
-                          seeds=batch_seeds, infer_steps=args.infer_steps, flow_shift=args.flow_shift,
-                          embedded_guidance_scale=args.embedded_cfg_scale, cfg_scale=args.cfg_scale,
-                          negative_prompt=args.neg_prompt, vae_tiling=args.vae_tiling)
-        except NonFiniteError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        elapsed = time.perf_counter() - t0
-        if env is not None and env.sp_rank != 0:
-            continue  # every rank of an SP group holds the same video; its first rank writes it
-        for seed, video in zip(batch_seeds, videos):
-            name = video_name(seed, args.prompt, save_dir, taken)
-            sidecar = {"args": vars(args), "seed": seed, "device": device, "frames": args.video_length,
-                       "height": height, "width": width, "fps": args.fps, "seconds": round(elapsed, 3),
-                       "accel": str(plan)}
-            try:
-                path = save_result(video, save_dir, name, args.fps, sidecar)
-            except OSError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
-            print(f"saved {path} ({args.video_length} frames {height}x{width} @ {args.fps} fps, seed {seed}, "
-                  f"{elapsed:.1f} s)")
+    try:  # every rank of an SP group holds the same video; its first rank writes it
+        run_request(pipe, request_of(args), args.save_path, seeds=seeds, write=env is None or env.sp_rank == 0,
+                    sidecar_extra={"device": device, "accel": str(plan)})
+    except (NonFiniteError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if env is not None:
         from hyvideo.parallel.mesh import destroy  # noqa: PLC0415
 

@@ -127,6 +127,7 @@ class HunyuanVideoPipeline:
         vae_tiling: bool = True,
         progress: bool = True,
         output_type: str = "video",
+        callback=None,
     ) -> torch.Tensor:
         """Generate ``len(prompts)`` videos.
 
@@ -142,6 +143,7 @@ class HunyuanVideoPipeline:
             latents: optional initial noise ``[B, 16, T_z, H_z, W_z]`` (overrides ``seeds``).
             vae_tiling: decode with the VAE's tiles (released default on).
             output_type: ``"video"`` (decoded) or ``"latent"``.
+            callback: optional ``callback(step, total_steps)`` after each denoising step (1-based).
 
         Returns:
             ``[B, 3, T, H, W]`` float32 in [0, 1] (or the final latents for ``output_type="latent"``).
@@ -185,8 +187,9 @@ class HunyuanVideoPipeline:
         if self.step_cache is not None:
             self.step_cache.reset()
         with placed(self.dit, self.device, "dit" in self.offload):
+            step_cb = None if callback is None else (lambda i, _x: callback(i + 1, infer_steps))
             latents = euler_sample(model_fn, latents.to(self.device), get_sigmas(infer_steps, flow_shift),
-                                   progress=progress)
+                                   progress=progress, callback=step_cb)
         if self.step_cache is not None:
             c = self.step_cache
             print(f"step cache (threshold {c.threshold}): {c.num_full} of {c.num_full + c.num_skipped} DiT "

@@ -1,7 +1,8 @@
 """The single attention entry point of hyvideo: a registry of backends the models call by name.
 
 Built-in backends (the only place that imports ``flash_attn``):
-- ``"sdpa"``: :func:`torch.nn.functional.scaled_dot_product_attention` (CPU and GPU).
+- ``"sdpa"``: :func:`torch.nn.functional.scaled_dot_product_attention` (CPU and GPU); with trailing key padding
+  (uneven prompt lengths in a batch) one unmasked call per sample, so the fused kernels still run.
 - ``"flash"``: flash-attn 2 (CUDA, fp16/bf16): ``flash_attn_func`` when no key is padded, else
   ``flash_attn_varlen_func`` over the valid tokens, with the unpadding indices computed once per key mask.
 - ``"naive"``: explicit softmax(QK^T/sqrt(d))V in float32; the slow reference for tests.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -145,15 +147,33 @@ def _key_mask_4d(key_mask):
 
 
 def _sdpa(q, k, v, key_mask):
-    return _dense(q, k, v, _key_mask_4d(key_mask), naive=False)
+    """SDPA; with padded keys, one unmasked call per sample over its valid key prefix when the padding is trailing
+    (the DiT's ``[img, txt]`` keys: uneven prompt lengths in a batch), so the flash / fused kernels still run."""
+    if key_mask is None:
+        return _dense(q, k, v, None, naive=False)
+    info = _unpad(key_mask.bool())
+    if info.prefix_lengths is None or q.shape[0] == 1:
+        return _dense(q, k, v, _key_mask_4d(key_mask), naive=False)
+    out = q.new_empty(q.shape)
+    for i, n in enumerate(info.prefix_lengths):  # queries past a sample's valid keys are padding: unspecified
+        out[i: i + 1] = _dense(q[i: i + 1], k[i: i + 1, :n], v[i: i + 1, :n], None, naive=False)
+    return out
 
 
 def _naive(q, k, v, key_mask):
     return _dense(q, k, v, _key_mask_4d(key_mask), naive=True)
 
 
+@dataclass
+class _MaskInfo:
+    indices: torch.Tensor  # [N_valid] flat indices of the valid tokens
+    cu_seqlens: torch.Tensor  # [B + 1] int32
+    max_len: int
+    prefix_lengths: list[int] | None  # per-sample valid lengths when every sample's valid keys are a prefix
+
+
 class _Unpad:
-    """Valid-token indices, ``cu_seqlens`` and max length of a key mask, computed once per mask tensor.
+    """Valid-token indices, ``cu_seqlens``, lengths of a key mask, computed once per mask tensor.
 
     Every block of one DiT forward passes the same ``key_mask`` tensor, so the host syncs of ``nonzero`` and
     ``max`` happen once per forward instead of once per block (the last mask seen is remembered).
@@ -163,12 +183,16 @@ class _Unpad:
         self._key = None
         self._value = None
 
-    def __call__(self, mask: torch.Tensor):
+    def __call__(self, mask: torch.Tensor) -> _MaskInfo:
         key = (mask.data_ptr(), mask.shape, mask._version, mask.device)
         if key != self._key:
             lens = mask.sum(1, dtype=torch.int32)
             cu = F.pad(lens.cumsum(0, dtype=torch.int32), (1, 0))
-            self._key, self._value = key, (mask.flatten().nonzero().squeeze(1), cu, int(lens.max()))
+            lengths = lens.tolist()
+            positions = torch.arange(mask.shape[1], device=mask.device)
+            prefix = bool((mask == (positions[None] < lens[:, None])).all())
+            self._key = key
+            self._value = _MaskInfo(mask.flatten().nonzero().squeeze(1), cu, max(lengths), lengths if prefix else None)
         return self._value
 
 
@@ -183,11 +207,13 @@ def _flash(q, k, v, key_mask):
         return _FLASH.flash_attn_func(q, k, v)
     b, lq, h, d = q.shape
     lk = k.shape[1]
-    k_idx, cu_k, max_k = _unpad(key_mask.bool())
+    info = _unpad(key_mask.bool())
+    k_idx, cu_k, max_k = info.indices, info.cu_seqlens, info.max_len
     if lq == lk:  # self-attention: padded queries are the padded keys
         q_idx, cu_q, max_q = k_idx, cu_k, max_k
     else:
-        q_idx, cu_q, max_q = _unpad(torch.ones(b, lq, dtype=torch.bool, device=q.device))
+        q_info = _Unpad()(torch.ones(b, lq, dtype=torch.bool, device=q.device))
+        q_idx, cu_q, max_q = q_info.indices, q_info.cu_seqlens, q_info.max_len
     out = _FLASH.flash_attn_varlen_func(q.flatten(0, 1)[q_idx], k.flatten(0, 1)[k_idx], v.flatten(0, 1)[k_idx],
                                         cu_q, cu_k, max_q, max_k)
     return q.new_zeros(b * lq, h, d).index_copy_(0, q_idx, out).view(b, lq, h, d)

@@ -40,3 +40,29 @@ def test_broken_flash_attn_falls_back_at_import_with_one_warning(tmp_path):
     assert r.stdout.strip() == "True (1, 4, 16)"
     assert r.stderr.count("flash-attn is installed but failed to import") == 1
     assert "undefined symbol" in r.stderr
+
+
+def test_sdpa_with_uneven_padding_runs_unmasked_per_sample(monkeypatch):
+    """Trailing padding of different lengths: per-sample calls without a mask (the fused kernels' path), same
+    valid outputs as the masked reference; a non-prefix mask keeps the masked call."""
+    import torch.nn.functional as F
+
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *a, attn_mask=None, **k: calls.append(attn_mask) or real(*a, attn_mask=attn_mask, **k))
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 10, 2, 8) for _ in range(3))
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[0, 7:] = False  # sample 0: 7 valid keys, sample 1: 10
+    ref = attention(q, k, v, key_mask=mask, backend="naive")
+    out = attention(q, k, v, key_mask=mask, backend="sdpa")
+    assert len(calls) == 2 and all(m is None for m in calls)
+    torch.testing.assert_close(out[0, :7], ref[0, :7], rtol=1e-5, atol=1e-5)  # valid queries
+    torch.testing.assert_close(out[1], ref[1], rtol=1e-5, atol=1e-5)
+    hole = mask.clone()
+    hole[1, 3] = False  # not a prefix: one masked call
+    calls.clear()
+    torch.testing.assert_close(attention(q, k, v, key_mask=hole, backend="sdpa")[1],
+                               attention(q, k, v, key_mask=hole, backend="naive")[1], rtol=1e-5, atol=1e-5)
+    assert len(calls) == 1 and calls[0] is not None
