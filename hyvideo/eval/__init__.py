@@ -5,7 +5,8 @@ Library entry points (``scripts/evaluate.py`` is their CLI; see ``docs/evaluatio
 - :func:`hyvideo.eval.frame_metrics.frame_metrics` ``(ref, cand, lpips=...)``: per-frame PSNR (dB), SSIM, LPIPS of
   two ``[T, H, W, 3]`` uint8 videos.
 - :func:`hyvideo.eval.vae_recon.load_eval_vae` / :func:`hyvideo.eval.vae_recon.vae_reconstruction`
-  ``(vae, items, num_frames=..., size=...)``: reconstruction metrics of any VAE we load.
+  ``(vae, items, num_frames=..., size=...)``: reconstruction metrics of any VAE we load;
+  :func:`hyvideo.eval.vae_recon.reconstruct_frames` ``(vae, frames)`` for one in-memory clip.
 - :func:`hyvideo.eval.fvd.fvd` ``(real_videos, fake_videos, feature_model)`` with
   :func:`hyvideo.eval.fvd.load_feature_model` (local I3D TorchScript or VideoMAE folder).
 - :func:`hyvideo.eval.clip_score.clip_score` ``(videos, prompts, clip_dir)``.
@@ -20,6 +21,7 @@ _LAZY = {
     "load_lpips": "hyvideo.eval.frame_metrics",
     "load_eval_vae": "hyvideo.eval.vae_recon",
     "vae_reconstruction": "hyvideo.eval.vae_recon",
+    "reconstruct_frames": "hyvideo.eval.vae_recon",
     "fvd": "hyvideo.eval.fvd",
     "fvd_from_features": "hyvideo.eval.fvd",
     "load_feature_model": "hyvideo.eval.fvd",

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 VIDEO_EXTS = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".gif", ".m4v"}
@@ -106,8 +107,6 @@ def read_frames(item: MediaItem, num_frames: int | None = None) -> torch.Tensor:
         if not item.path.is_file():
             raise FileNotFoundError(f"image not found: {item.path}")
         with Image.open(item.path) as im:
-            import numpy as np  # noqa: PLC0415
-
             return torch.from_numpy(np.asarray(im.convert("RGB")).copy())[None]
     from hyvideo.utils.video_io import read_video  # noqa: PLC0415
 

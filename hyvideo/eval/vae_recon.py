@@ -166,6 +166,15 @@ def check_inputs(vae: EvalVAE, items: list[MediaItem], num_frames: int) -> None:
                          + ", ".join(f"{name} ({n})" for name, n in short[:10]))
 
 
+def reconstruct_frames(vae: EvalVAE, frames: torch.Tensor) -> torch.Tensor:
+    """8-bit reconstruction of 8-bit frames: ``[T, H, W, 3]`` uint8 -> ``[T, H, W, 3]`` uint8 (clamped, rounded).
+
+    T must suit the VAE (``1 + 4k`` for ours) and H, W be multiples of ``vae.spatial``. Score the result with
+    :func:`hyvideo.eval.frame_metrics.frame_metrics` ``(frames, reconstruct_frames(vae, frames))``.
+    """
+    return to_uint8(vae.reconstruct(to_unit(frames))[0].permute(1, 2, 3, 0).clamp(-1, 1))
+
+
 def vae_reconstruction(vae: EvalVAE, items: list[MediaItem], *, num_frames: int,
                        size: tuple[int, int] | None = None, lpips: torch.nn.Module | None = None,
                        metrics=METRICS, save_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
@@ -184,7 +193,8 @@ def vae_reconstruction(vae: EvalVAE, items: list[MediaItem], *, num_frames: int,
 
     Returns:
         ``{"videos": [{"name", "frames", "height", "width", "seconds", <metric>: mean, "per_frame": {...}}],
-        "mean": aggregate(...)}`` (see :func:`hyvideo.eval.frame_metrics.aggregate`).
+        "mean": aggregate(...)}`` (see :func:`hyvideo.eval.frame_metrics.aggregate`); ``seconds`` is the
+        encode + decode wall time of the clip.
 
     Raises:
         ValueError: a clip is too short, the frame count does not suit the VAE, or a metric is not finite.
@@ -197,9 +207,8 @@ def vae_reconstruction(vae: EvalVAE, items: list[MediaItem], *, num_frames: int,
     for item in tqdm(items, desc="vae reconstruction", unit="clip", disable=not progress):
         ref = resize_frames(read_frames(item, None if item.is_image else num_frames), size, vae.spatial)
         t0 = time.perf_counter()
-        recon = vae.reconstruct(to_unit(ref))  # [1, 3, T, H, W]
+        cand = reconstruct_frames(vae, ref)
         seconds = time.perf_counter() - t0
-        cand = to_uint8(recon[0].permute(1, 2, 3, 0).clamp(-1, 1))
         per_frame = frame_metrics(ref, cand, lpips=lpips, metrics=metrics)
         if save_dir is not None:
             _save(cand, Path(save_dir), item)
