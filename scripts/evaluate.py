@@ -113,7 +113,7 @@ def cmd_vae(args) -> dict:
                 "dtype": args.dtype, "device": device, "frames": args.frames, "size": size,
                 "lpips": _lpips_desc(args, lpips)}
     print(f"VAE {vae.class_name} ({vae.impl}) from {vae.source}; {args.frames} frames, "
-          f"{'size %dx%d' % size if size else 'native size'}, {'tiled' if args.tiled else 'untiled'}, {args.dtype}")
+          f"{f'size {size[0]}x{size[1]}' if size else 'native size'}, {'tiled' if args.tiled else 'untiled'}, {args.dtype}")
     print(_frame_table(result, ("height", "width", "seconds")))
     return {"settings": settings, **result}
 

@@ -24,6 +24,7 @@ model VBench downloads is replaced, the docstring says so.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -98,7 +99,7 @@ def dynamic_degree(frames: torch.Tensor | np.ndarray, fps: float) -> dict:
     sampled = v[::interval]
     thres = max(1.0, 8.0 / fps) * 6.0 * (min(v.shape[1:3]) / 256.0)
     needed = round(4 * (len(sampled) / 16.0))  # Python rounding, as VBench (2 sampled frames -> 0 -> dynamic)
-    scores = [top5_flow_magnitude(optical_flow(a, b)) for a, b in zip(sampled[:-1], sampled[1:])]
+    scores = [top5_flow_magnitude(optical_flow(a, b)) for a, b in itertools.pairwise(sampled)]
     return {"dynamic": sum(s > thres for s in scores) >= needed, "pair_scores": scores, "threshold_px": thres,
             "pairs_needed": needed, "frame_interval": interval}
 
@@ -131,7 +132,7 @@ def motion_smoothness(frames: torch.Tensor | np.ndarray) -> float:
     v = _check_video(frames, 3, "motion smoothness")
     even = v[0::2]
     diffs = [float(np.mean(cv2.absdiff(v[2 * i + 1], interpolate_midpoint(a, b))))
-             for i, (a, b) in enumerate(zip(even[:-1], even[1:]))]
+             for i, (a, b) in enumerate(itertools.pairwise(even))]
     return (255.0 - float(np.mean(diffs))) / 255.0
 
 
@@ -180,7 +181,7 @@ class FrameFeatures:
         new = (self.size, new_long) if h <= w else (new_long, self.size)
         x = F.interpolate(x, size=new, mode=self.mode, align_corners=False, antialias=False).round().clamp(0, 255)
         if self.crop:
-            top, left = int(round((new[0] - self.size) / 2.0)), int(round((new[1] - self.size) / 2.0))
+            top, left = round((new[0] - self.size) / 2.0), round((new[1] - self.size) / 2.0)
             x = x[..., top:top + self.size, left:left + self.size]
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -62,7 +62,14 @@ def tiny_videomae(tmp_path_factory):
 
 def build_tiny_clip_folder(folder, seed: int = 2):
     """Seed 2: random frames get positive cosines with some tiny-corpus captions and negative with others."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTextConfig,
+        CLIPVisionConfig,
+    )
 
     from hyvideo.text.tiny import build_clip_tokenizer
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from hyvideo.eval.fvd import (
+    frechet_distance,
     fvd,
     fvd_from_features,
-    frechet_distance,
     gaussian_stats,
     load_feature_model,
     video_features,
@@ -80,7 +80,7 @@ def test_feature_stats_match_cdfvd_when_installed(features):
     mod_spec = importlib.util.spec_from_file_location("cdfvd_metric_utils", path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
-    real, fake = features
+    real = features[0]
     stats = mod.FeatureStats(capture_mean_cov=True)
     stats.append(real[:50])
     stats.append(real[50:])

@@ -54,7 +54,7 @@ def test_motion_smoothness():
 
 def _vbench_loop(features: torch.Tensor) -> tuple[float, int]:
     """VBench subject_consistency.py's per-frame loop, verbatim in structure."""
-    video_sim, cnt = 0.0, 0
+    video_sim, cnt, first, former = 0.0, 0, None, None
     for i in range(len(features)):
         f = F.normalize(features[i:i + 1], dim=-1, p=2)
         if i == 0:
