@@ -134,9 +134,11 @@ def load_eval_vae(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32
     if official and impl == "diffusers":
         raise ValueError(f"{folder} is in the official layout; load it with impl 'ours' or 'auto'")
     if official or (impl == "ours" and cls == "AutoencoderKLHunyuanVideo"):
+        from hyvideo import accel  # noqa: PLC0415
         from hyvideo.checkpoint.io import load_vae  # noqa: PLC0415
 
         vae = load_vae(folder, dtype=dtype, device=device)
+        accel.apply(vae=vae, options=accel.AccelOptions(device=device))  # the sampler's decode paths
         vae.enable_tiling(tiled)
         return EvalVAE(vae.requires_grad_(False), "ours", "AutoencoderKLCausal3D", str(folder),
                        vae.spatial_compression_ratio, vae.time_compression_ratio, False)
