@@ -71,7 +71,7 @@ def build_tiny_clip_folder(folder, seed: int = 2):
         CLIPVisionConfig,
     )
 
-    from hyvideo.text.tiny import build_clip_tokenizer
+    from hyvideo.testing.tiny_text import build_clip_tokenizer
 
     tok = build_clip_tokenizer()
     text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
