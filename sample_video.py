@@ -20,6 +20,7 @@ exit with status 2 and a message before any heavy work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import random
 import sys
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="HYVideo-T/2-cfgdistill", help="DiT preset when no config.json is beside the weights")
     p.add_argument("--load-key", default="module", choices=["module", "ema"])
     p.add_argument("--prompt", default=None)
+    p.add_argument("--prompt-file", default=None,
+                   help="batch: .txt (one prompt per line), .csv or .jsonl (prompt, optional seed / negative_prompt / "
+                        "name); one video per prompt and seed with stable names, a rerun skips finished videos")
     p.add_argument("--neg-prompt", default=None)
     p.add_argument("--video-size", type=int, nargs="+", default=[720, 1280], help="H W in pixels (one value = square)")
     p.add_argument("--video-length", type=int, default=129, help="frames, 4n+1")
@@ -114,7 +118,8 @@ def request_of(args):
                          video_length=args.video_length, infer_steps=args.infer_steps, seed=args.seed,
                          flow_shift=args.flow_shift, embedded_guidance_scale=args.embedded_cfg_scale,
                          cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, num_videos=args.num_videos,
-                         batch_size=args.batch_size, fps=args.fps, vae_tiling=args.vae_tiling, extra=vars(args))
+                         batch_size=args.batch_size, fps=args.fps, vae_tiling=args.vae_tiling,
+                         extra={k: v for k, v in vars(args).items() if k != "entries"})
 
 
 def check_args(args) -> None:
@@ -130,7 +135,17 @@ def check_args(args) -> None:
         value = getattr(args, flag)
         if value is not None and value not in PRECISIONS:
             raise ValueError(f"unknown --{flag.replace('_', '-')} {value!r}; allowed: {list(PRECISIONS)}")
-    check_request(request_of(args))
+    if args.prompt_file is not None:
+        from hyvideo.prompt_file import read_prompt_file  # noqa: PLC0415
+
+        if args.prompt:
+            raise ValueError("pass either --prompt or --prompt-file, not both")
+        args.entries, messages = read_prompt_file(args.prompt_file)
+        for message in messages:
+            print(f"warning: {message}", file=sys.stderr)
+        check_request(dataclasses.replace(request_of(args), prompt=args.entries[0].prompt))
+    else:
+        check_request(request_of(args))
     if not args.cache_threshold >= 0:
         raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
     if args.ulysses_degree < 1:
@@ -209,6 +224,18 @@ def shared_seed(args, env) -> int:
     return seed
 
 
+def requests(args, env):
+    """``(request, base seed)`` per video group: the single ``--prompt``, or one per line of ``--prompt-file``
+    (base seed: the line's ``seed``, else ``--seed``, else 0, so a rerun finds the same names)."""
+    if args.prompt_file is None:
+        yield request_of(args), shared_seed(args, env)
+        return
+    for e in args.entries:
+        req = dataclasses.replace(request_of(args), prompt=e.prompt, name=e.name,
+                                  negative_prompt=e.negative_prompt or args.neg_prompt)
+        yield req, e.seed if e.seed is not None else (args.seed if args.seed is not None else 0)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -223,7 +250,7 @@ def main(argv=None) -> int:
     from hyvideo.checkpoint.io import WeightLoadError  # noqa: PLC0415
     from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
     from hyvideo.diffusion.sampler import NonFiniteError  # noqa: PLC0415
-    from hyvideo.sampling import run_request  # noqa: PLC0415
+    from hyvideo.sampling import finished, run_request  # noqa: PLC0415
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     reason = resolve_precisions(args, device)
@@ -250,12 +277,17 @@ def main(argv=None) -> int:
         sequential_offload=offload_mode(args) in ("cpu", "blocks"),
         sp_group=env.sp_group if env is not None else None))
     pipe.step_cache = plan.step_cache
-    seeds = request_of(args).seeds(shared_seed(args, env))
-    if env is not None:
-        seeds = seeds[env.dp_rank::env.dp_world]
-    try:  # every rank of an SP group holds the same video; its first rank writes it
-        run_request(pipe, request_of(args), args.save_path, seeds=seeds, write=env is None or env.sp_rank == 0,
-                    sidecar_extra={"device": device, "accel": str(plan)})
+    try:
+        for req, base in requests(args, env):
+            seeds = req.seeds(base)
+            if env is not None:
+                seeds = seeds[env.dp_rank::env.dp_world]
+            todo = [s for s in seeds if not finished(req, s, args.save_path)]
+            if len(todo) < len(seeds):
+                print(f"{req.name}: {len(seeds) - len(todo)} finished video(s) found in {args.save_path}, skipped")
+            # every rank of an SP group holds the same video; its first rank writes it
+            run_request(pipe, req, args.save_path, seeds=todo, write=env is None or env.sp_rank == 0,
+                        sidecar_extra={"device": device, "accel": str(plan)})
     except (NonFiniteError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -38,6 +38,7 @@ class SampleRequest:
     batch_size: int = 1
     fps: int = 24
     vae_tiling: bool = True
+    name: str | None = None  # stable output stem (batch files: "<stem>_seed<seed>"); None = time stamp + prompt
     extra: dict = field(default_factory=dict)  # caller's parameters stored in the sidecar as they are
 
     def seeds(self, base: int) -> list[int]:
@@ -71,6 +72,17 @@ def check_request(req: SampleRequest) -> None:
                          f"{req.num_videos} videos)")
     validate_sampling_args(seeds=[], infer_steps=req.infer_steps, flow_shift=req.flow_shift,
                            embedded_guidance_scale=req.embedded_guidance_scale, cfg_scale=req.cfg_scale)
+
+
+def output_stem(req: SampleRequest, seed: int) -> str | None:
+    """The fixed file stem of ``req``'s video for ``seed``, or None when names are time-stamped."""
+    return None if req.name is None else f"{req.name}_seed{seed}"
+
+
+def finished(req: SampleRequest, seed: int, save_dir: str | Path) -> bool:
+    """Whether a named request's video for ``seed`` already exists with its sidecar (a resumed batch skips it)."""
+    stem = output_stem(req, seed)
+    return stem is not None and (Path(save_dir) / f"{stem}.mp4").is_file() and (Path(save_dir) / f"{stem}.json").is_file()
 
 
 def run_request(pipe, req: SampleRequest, save_dir: str | Path, *, seeds: list[int],
@@ -108,9 +120,9 @@ def run_request(pipe, req: SampleRequest, save_dir: str | Path, *, seeds: list[i
         if not write:
             continue
         for seed, video in zip(batch, videos):
-            name = video_name(seed, req.prompt, save_dir, taken)
-            params = {k: v for k, v in asdict(req).items() if k != "extra"}
-            sidecar = {"args": {**params, **req.extra}, "seed": seed, "frames": req.video_length,
+            name = output_stem(req, seed) or video_name(seed, req.prompt, save_dir, taken)
+            params = {k: v for k, v in asdict(req).items() if k not in ("extra", "name")}
+            sidecar = {"prompt": req.prompt, "args": {**req.extra, **params}, "seed": seed, "frames": req.video_length,
                        "height": req.height, "width": req.width, "fps": req.fps, "seconds": round(seconds, 3),
                        **(sidecar_extra or {})}
             path = save_result(video, save_dir, name, req.fps, sidecar)
