@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from hyvideo.parallel.fsdp import parallelize
-from hyvideo.parallel.mesh import all_reduce_mean, destroy, init_distributed
+from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
 from hyvideo.training.builders import build_loader, check_resolutions
 from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents
 from hyvideo.training.config import ConfigError, DiTTrainConfig, dump_yaml, load_config, to_dict
@@ -122,6 +122,7 @@ def main(argv=None) -> dict:
     if env.is_main:
         log.info("resolved config:\n%s", dump_yaml(cfg))
     device, out_dir = env.device, Path(cfg.run.out_dir)
+    configure_backends(device)
 
     # 1. Model, sequence parallel, activation checkpointing, FSDP2, optimizer, EMA
     dit, dit_config = build_dit(cfg)
@@ -133,7 +134,8 @@ def main(argv=None) -> dict:
 
         enable_sequence_parallel(dit, env.sp_group)
     model = parallelize(dit, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
-                        activation_checkpointing=cfg.parallel.activation_checkpointing, compile=cfg.parallel.compile)
+                        activation_checkpointing=cfg.parallel.activation_checkpointing, compile=cfg.parallel.compile,
+                        fp32_inputs=("t", "guidance"))
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
     ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
@@ -147,10 +149,13 @@ def main(argv=None) -> dict:
     # 3. Data and frozen conditioning models
     dataset, _, loader = build_loader(cfg.data, resolutions=cfg.data.resolutions, num_frames=cfg.data.num_frames,
                                       dp_world=env.dp_world, dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
-                                      seed=cfg.run.seed, start_step=start_step, max_steps=cfg.run.max_steps)
+                                      seed=cfg.run.seed, start_step=start_step, max_steps=cfg.run.max_steps,
+                                      pin_memory=device.type == "cuda")
     cached = bool(cfg.data.latent_cache)
     text_enc = None if cached else TextConditioner(cfg.model, device)
-    vae = build_frozen_vae(cfg.model, device, cfg.run.seed) if (not cached or cfg.run.sample_every) else None
+    # The frozen VAE encodes on every rank (on-the-fly latents); sample videos are decoded on rank 0 only.
+    need_vae = not cached or (cfg.run.sample_every and env.is_main)
+    vae = build_frozen_vae(cfg.model, device, cfg.run.seed) if need_vae else None
     null_text = dataset.null_text if cached else None
     sp_check = None
     if cfg.parallel.sp_degree > 1:
@@ -165,7 +170,7 @@ def main(argv=None) -> dict:
     it = iter(loader)
     step = start_step
     while step < cfg.run.max_steps:
-        loss_sum, samples, tokens = torch.zeros(()), 0, 0
+        loss_sum, samples, tokens = torch.zeros((), device=device), 0, 0
         for _ in range(cfg.optim.grad_accum):
             batch = next(it)
             latents, draws, text = make_batch(batch, step, cfg, device=device, text_enc=text_enc, vae=vae,
@@ -177,7 +182,7 @@ def main(argv=None) -> dict:
             with autocast:
                 loss = flow_matching_loss(model, latents, draws, text, guidance) / cfg.optim.grad_accum
             loss.backward()
-            loss_sum += loss.detach().cpu()
+            loss_sum += loss.detach()
             samples += latents.shape[0] * env.dp_world
             tokens += latents.shape[0] * env.dp_world * math.prod(latents.shape[2:]) // 4
         grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
@@ -188,14 +193,15 @@ def main(argv=None) -> dict:
         if ema is not None:
             ema.update(model)
         step += 1
-        losses[step] = float(all_reduce_mean(loss_sum))
+        losses[step] = float(mean_over_ranks({"loss": loss_sum}, device)["loss"])
         monitor.step(step, {"loss": losses[step], "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
                      log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
         if cfg.run.sample_every and step % cfg.run.sample_every == 0:
             shape = (1, *latents.shape[1:])
-            z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)
-            video = vae.decode(z / cfg.model.latent_scale).sample[0].float() / 2 + 0.5
-            monitor.video(step, "sample", video.clamp(0, 1).cpu())
+            z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)  # all ranks
+            if env.is_main:
+                video = vae.decode((z / cfg.model.latent_scale).to(next(vae.parameters()).dtype)).sample[0]
+                monitor.video(step, "sample", (video.float() / 2 + 0.5).clamp(0, 1).cpu())
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
             save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,

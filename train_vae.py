@@ -19,14 +19,15 @@ from pathlib import Path
 import torch
 
 from hyvideo.parallel.fsdp import apply_fsdp, parallelize
-from hyvideo.parallel.mesh import all_reduce_mean, destroy, init_distributed
+from hyvideo.data.buckets import pixels_to_unit
+from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
 from hyvideo.training.builders import build_loader, check_resolutions
 from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
 from hyvideo.training.state import (EMA, load_training_state, resume_checkpoint, model_state, read_weights,
                                     save_training_state)
-from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr
+from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr_db
 from hyvideo.vae.discriminator import PatchDiscriminator3D
 from hyvideo.vae.distribution import DiagonalGaussianDistribution
 from hyvideo.vae.losses import VAELossWeights, discriminator_loss, vae_generator_loss
@@ -94,6 +95,7 @@ def main(argv=None) -> dict:
     if env.is_main:
         log.info("resolved config:\n%s", dump_yaml(cfg))
     device, out_dir = env.device, Path(cfg.run.out_dir)
+    configure_backends(device)
     weights = VAELossWeights(l1=cfg.loss.l1_weight, lpips=cfg.loss.lpips_weight, adv=cfg.loss.adv_weight,
                              kl=cfg.loss.kl_weight)
 
@@ -132,16 +134,17 @@ def main(argv=None) -> dict:
             end = plan[idx + 1][0] if idx + 1 < len(plan) else cfg.run.max_steps
             dataset, _, loader = build_loader(cfg.data, resolutions=tiers, num_frames=frames, dp_world=env.dp_world,
                                               dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
-                                              seed=cfg.run.seed, start_step=step, max_steps=min(end, cfg.run.max_steps))
+                                              seed=cfg.run.seed, start_step=step, max_steps=min(end, cfg.run.max_steps),
+                                              pin_memory=device.type == "cuda")
             it = iter(loader)
             log.info("curriculum stage %d from step %d: resolutions %s, %d frames", idx, step, tiers, frames)
         use_adv = step >= cfg.loss.disc_start
-        sums = {k: torch.zeros(()) for k in ("loss", "l1", "lpips", "kl", "adv", "loss_d", "psnr")}
+        sums = {k: torch.zeros((), device=device) for k in ("loss", "l1", "lpips", "kl", "adv", "loss_d", "psnr")}
         samples = tokens = 0
         pairs = []  # (real, detached fake) per micro-batch, for the D step after all G micro-steps
         for _ in range(cfg.optim.grad_accum):
             batch = next(it)
-            x = batch["pixels"].to(device)
+            x = pixels_to_unit(batch["pixels"].to(device, non_blocking=True))
             eps = posterior_noise(latent_shape_of(vae_config, tuple(x.shape)), batch["slot"].tolist(), step=step,
                                   seed=cfg.run.seed).to(device)
             recon, moments = model(x, eps)
@@ -151,10 +154,10 @@ def main(argv=None) -> dict:
                                              use_adv=use_adv)
             (loss / cfg.optim.grad_accum).backward()
             pairs.append((x, recon.detach()))
-            sums["loss"] += loss.detach().cpu() / cfg.optim.grad_accum
+            sums["loss"] += loss.detach() / cfg.optim.grad_accum
             for k, v in terms.items():
-                sums[k] += v.float().cpu() / cfg.optim.grad_accum
-            sums["psnr"] += psnr(recon.detach(), x) / cfg.optim.grad_accum
+                sums[k] += v.detach().float() / cfg.optim.grad_accum
+            sums["psnr"] += psnr_db(recon.detach(), x) / cfg.optim.grad_accum
             samples += x.shape[0] * env.dp_world
             tokens += x.shape[0] * env.dp_world * x.shape[2] * x.shape[3] * x.shape[4]
         disc_opt.zero_grad(set_to_none=True)  # drop the discriminator gradients of the G loss
@@ -162,7 +165,7 @@ def main(argv=None) -> dict:
             for x, fake in pairs:
                 loss_d = discriminator_loss(disc, x, fake) / cfg.optim.grad_accum
                 loss_d.backward()
-                sums["loss_d"] += loss_d.detach().cpu()
+                sums["loss_d"] += loss_d.detach()
         grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -175,7 +178,7 @@ def main(argv=None) -> dict:
         if ema is not None:
             ema.update(model)
         step += 1
-        scalars = {k: float(all_reduce_mean(v)) for k, v in sums.items()}
+        scalars = {k: float(v) for k, v in mean_over_ranks(sums, device).items()}
         losses[step], psnrs[step] = scalars["loss"], scalars["psnr"]
         monitor.step(step, {**scalars, "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
                      log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)

@@ -37,11 +37,14 @@ def check_resolutions(resolutions, where: str = "data.resolutions") -> tuple[str
 
 
 def build_loader(data: DataConfig, *, resolutions, num_frames: int, dp_world: int, dp_rank: int, grad_accum: int,
-                 seed: int, start_step: int, max_steps: int):
+                 seed: int, start_step: int, max_steps: int, pin_memory: bool = False):
     """``(dataset, sampler, loader)`` over the manifest (or ``data.latent_cache`` when set).
 
     Each iteration of ``loader`` yields one micro-batch of this data-parallel rank; ``grad_accum``
     consecutive micro-batches form optimizer step ``start_step``, then ``start_step + 1``, ...
+    Clip pixels arrive as uint8 ``[B, 3, T, h, w]`` (convert on the device with
+    :func:`hyvideo.data.buckets.pixels_to_unit`); ``pin_memory`` (set it on CUDA) page-locks each batch so
+    the host-to-device copy can be asynchronous.
 
     Raises:
         ConfigError: no manifest / cache configured, or a resolution without buckets.
@@ -56,11 +59,12 @@ def build_loader(data: DataConfig, *, resolutions, num_frames: int, dp_world: in
         tiers = check_resolutions(resolutions)
         dataset = VideoClipDataset(read_manifest(data.manifest), tiers=tiers, num_frames=num_frames, fps=data.fps,
                                    seed=seed, random_crop=data.random_crop,
-                                   use_images_from_videos=data.use_images_from_videos, native_crop=data.native_crop)
+                                   use_images_from_videos=data.use_images_from_videos, native_crop=data.native_crop,
+                                   uint8_pixels=True)
         fn = collate
     sampler = BucketBatchSampler(dataset.bucket_keys(), micro_batch=micro, dp_world=dp_world, dp_rank=dp_rank,
                                  grad_accum=grad_accum, mix=data.mix, seed=seed, start_step=start_step,
                                  max_steps=max_steps)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=fn, num_workers=data.num_workers,
-                        persistent_workers=data.num_workers > 0)
+                        persistent_workers=data.num_workers > 0, pin_memory=pin_memory)
     return dataset, sampler, loader

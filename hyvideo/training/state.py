@@ -69,8 +69,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for n, p in model.named_parameters():
-            self.shadow[clean_name(n)].lerp_(p.detach().float(), 1.0 - self.decay)
+        """One multi-tensor ``lerp`` over all (local shards of the) parameters."""
+        names, params = zip(*[(clean_name(n), p.detach()) for n, p in model.named_parameters()])
+        params = [p if p.dtype == torch.float32 else p.float() for p in params]
+        torch._foreach_lerp_([self.shadow[n] for n in names], params, 1.0 - self.decay)
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return {n: (t.full_tensor() if isinstance(t, DTensor) else t).cpu().clone() for n, t in self.shadow.items()}
