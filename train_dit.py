@@ -22,14 +22,17 @@ import torch
 
 from hyvideo.parallel.fsdp import parallelize
 from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
-from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.training.builders import build_loader
+from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents
-from hyvideo.training.config import ConfigError, DiTTrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.config import DiTTrainConfig, dump_yaml, load_config, to_dict
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.objectives import draw_flow, flow_matching_loss
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
-from hyvideo.training.state import (EMA, export_dit, load_training_state, resume_checkpoint, model_state,
-                                    read_weights, save_training_state)
+from hyvideo.training.preflight import preflight_dit
+from hyvideo.training.resume import apply_optim_config, check_resume
+from hyvideo.training.state import (EMA, export_dit, model_state, open_resume_state, read_weights,
+                                    restore_training_state, save_training_state)
 
 log = logging.getLogger("train_dit")
 
@@ -42,29 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def validate(cfg: DiTTrainConfig) -> DiTTrainConfig:
-    """Checks that need no process group (clear errors before any work).
-
-    Raises:
-        ConfigError: unknown resolution tier, an engine that is not installed, missing data.
-    """
-    if not cfg.data.latent_cache:
-        check_resolutions(cfg.data.resolutions)
-    if not (cfg.data.manifest or cfg.data.latent_cache):
-        raise ConfigError("set data.manifest (clips) or data.latent_cache (scripts/encode_latents.py output)")
-    if cfg.parallel.engine == "deepspeed":
-        raise ConfigError("parallel.engine='deepspeed' is not supported by this build; use 'fsdp' "
-                          "(FSDP2 fully_shard = ZeRO-3 sharding of parameters, gradients and optimizer state)")
-    return cfg
-
-
-def build_dit(cfg: DiTTrainConfig):
+def build_dit(cfg: DiTTrainConfig, dit_config: dict):
     """The DiT with the released from-scratch init (seeded: identical on every rank), or the previous stage's
     weights (``run.init_from``: EMA weights when the checkpoint has them)."""
     from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
     from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
 
-    dit_config = json.loads(Path(cfg.model.dit_config).read_text())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run.seed)
         dit = HYVideoDiffusionTransformer.from_config(dit_config)
@@ -72,7 +58,7 @@ def build_dit(cfg: DiTTrainConfig):
     if cfg.run.init_from:
         load_into(dit, {k: v.float() for k, v in read_weights(cfg.run.init_from).items()}, cfg.run.init_from)
         log.info("initialised from %s", cfg.run.init_from)
-    return dit, {k: v for k, v in dit.config.items() if k != "attn_backend"}
+    return dit
 
 
 def make_batch(batch: dict, step: int, cfg: DiTTrainConfig, *, device, text_enc, vae, null_text) -> tuple:
@@ -115,17 +101,23 @@ def sample_latent(model, text: dict, shape: tuple, cfg: DiTTrainConfig, guidance
 def main(argv=None) -> dict:
     """Run training; returns ``{"losses": {step: loss}, "out_dir": str, "last_step": int}`` (rank-local)."""
     args = parse_args(argv)
-    cfg = validate(load_config(DiTTrainConfig, args.config, args.set))
+    setup_logging()
+    cfg = load_config(DiTTrainConfig, args.config, args.set)
+    out_dir = Path(cfg.run.out_dir)
+    # 0. Every input check before any heavy work (exit 2 with one message): config, data, resume target
+    dataset, dit_config = preflight_dit(cfg)
+    resume = open_resume_state(cfg.run.resume, out_dir)
+    if resume is not None:
+        path, state = resume
+        check_resume(path, step=int(state["sampler"]["step"]), saved_config=state.get("config"),
+                     saved_model=state.get("model_config"), cfg=cfg, model_config=dit_config)
     env = init_distributed(cfg.parallel.sp_degree, cfg.parallel.backend)
-    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
-                        format=f"[rank{env.rank}] %(levelname)s %(name)s: %(message)s", force=True)
-    if env.is_main:
-        log.info("resolved config:\n%s", dump_yaml(cfg))
-    device, out_dir = env.device, Path(cfg.run.out_dir)
+    log.info("resolved config:\n%s", dump_yaml(cfg))
+    device = env.device
     configure_backends(device)
 
     # 1. Model, sequence parallel, activation checkpointing, FSDP2, optimizer, EMA
-    dit, dit_config = build_dit(cfg)
+    dit = build_dit(cfg, dit_config)
     num_params = sum(p.numel() for p in dit.parameters())
     guidance_embed = dit.guidance_embed
     dit.to(device).train()
@@ -141,16 +133,17 @@ def main(argv=None) -> dict:
     ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
 
     # 2. Resume (exact: model, EMA, optimizer, scheduler, sampler position, RNG)
-    start_step, resume_from = 0, resume_checkpoint(cfg.run.resume, out_dir)
-    if resume_from is not None:
-        start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
-        log.info("resumed from %s at step %d", resume_from, start_step)
+    start_step = 0
+    if resume is not None:
+        start_step = restore_training_state(*resume, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
+        apply_optim_config(optimizer, scheduler, cfg.optim)
+        log.info("resumed from %s at step %d", resume[0], start_step)
+        del resume, state
 
     # 3. Data and frozen conditioning models
-    dataset, _, loader = build_loader(cfg.data, resolutions=cfg.data.resolutions, num_frames=cfg.data.num_frames,
-                                      dp_world=env.dp_world, dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
-                                      seed=cfg.run.seed, start_step=start_step, max_steps=cfg.run.max_steps,
-                                      pin_memory=device.type == "cuda")
+    _, loader = build_loader(dataset, cfg.data, dp_world=env.dp_world, dp_rank=env.dp_rank,
+                             grad_accum=cfg.optim.grad_accum, seed=cfg.run.seed, start_step=start_step,
+                             max_steps=cfg.run.max_steps, pin_memory=device.type == "cuda")
     cached = bool(cfg.data.latent_cache)
     text_enc = None if cached else TextConditioner(cfg.model, device)
     # The frozen VAE encodes on every rank (on-the-fly latents); sample videos are decoded on rank 0 only.
@@ -205,7 +198,7 @@ def main(argv=None) -> dict:
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
             save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                                config=to_dict(cfg), is_main=env.is_main)
+                                config=to_dict(cfg), model_config=dit_config, is_main=env.is_main)
         if stopping:
             log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
             break
@@ -225,4 +218,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main, sys.argv[1:], "train_dit.py"))

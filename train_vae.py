@@ -22,10 +22,13 @@ from hyvideo.parallel.fsdp import apply_fsdp, parallelize
 from hyvideo.data.buckets import pixels_to_unit
 from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
 from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
-from hyvideo.training.state import (EMA, load_training_state, resume_checkpoint, model_state, read_weights,
+from hyvideo.training.preflight import preflight_vae
+from hyvideo.training.resume import apply_optim_config, check_resume
+from hyvideo.training.state import (EMA, model_state, open_resume_state, read_weights, restore_training_state,
                                     save_training_state)
 from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr_db
 from hyvideo.vae.discriminator import PatchDiscriminator3D
@@ -81,27 +84,26 @@ def build_models(cfg: VAETrainConfig):
 def main(argv=None) -> dict:
     """Run VAE training; returns ``{"losses": {step: loss}, "psnr": {step: dB}, "last_step": int}``."""
     args = parse_args(argv)
+    setup_logging()
     cfg = load_config(VAETrainConfig, args.config, args.set)
+    out_dir = Path(cfg.run.out_dir)
+    # 0. Every input check before any heavy work (exit 2 with one message): config, data, resume target
     plan = stages(cfg)
-    if not cfg.data.manifest:
-        raise ConfigError("data.manifest must be set (JSONL/Parquet of clips, hyvideo/data/manifest.py)")
-    if cfg.parallel.engine == "deepspeed":
-        raise ConfigError("parallel.engine='deepspeed' is not supported by this build; use 'fsdp'")
-    if cfg.parallel.sp_degree != 1:
-        raise ConfigError("parallel.sp_degree applies to the DiT only; set it to 1 for VAE training")
+    datasets, vae_config = preflight_vae(cfg, plan)
+    resume = open_resume_state(cfg.run.resume, out_dir)
+    if resume is not None:
+        path, state = resume
+        check_resume(path, step=int(state["sampler"]["step"]), saved_config=state.get("config"),
+                     saved_model=state.get("model_config"), cfg=cfg, model_config=vae_config)
     env = init_distributed(1, cfg.parallel.backend)
-    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
-                        format=f"[rank{env.rank}] %(levelname)s %(name)s: %(message)s", force=True)
-    if env.is_main:
-        log.info("resolved config:\n%s", dump_yaml(cfg))
-    device, out_dir = env.device, Path(cfg.run.out_dir)
+    log.info("resolved config:\n%s", dump_yaml(cfg))
+    device = env.device
     configure_backends(device)
     weights = VAELossWeights(l1=cfg.loss.l1_weight, lpips=cfg.loss.lpips_weight, adv=cfg.loss.adv_weight,
                              kl=cfg.loss.kl_weight)
 
     # 1. Models, activation checkpointing, FSDP2, optimizers, EMA
     model, disc, lpips = build_models(cfg)
-    vae_config = dict(model.vae.config)
     model.to(device).train()
     disc.to(device).train()
     lpips = lpips.to(device) if lpips is not None else None
@@ -116,11 +118,14 @@ def main(argv=None) -> dict:
     extra = {"discriminator": (disc, disc_opt)}
 
     # 2. Resume
-    start_step, resume_from = 0, resume_checkpoint(cfg.run.resume, out_dir)
-    if resume_from is not None:
-        start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
-                                         ema=ema, extra=extra)
-        log.info("resumed from %s at step %d", resume_from, start_step)
+    start_step = 0
+    if resume is not None:
+        start_step = restore_training_state(*resume, model=model, optimizer=optimizer, scheduler=scheduler,
+                                            ema=ema, extra=extra)
+        apply_optim_config(optimizer, scheduler, cfg.optim)
+        apply_optim_config(disc_opt, None, cfg.optim, lr=cfg.loss.disc_lr)
+        log.info("resumed from %s at step %d", resume[0], start_step)
+        del resume, state
 
     # 3. Loop over curriculum stages (a new loader each time the stage changes)
     monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
@@ -132,10 +137,10 @@ def main(argv=None) -> dict:
         if idx != stage_idx:
             stage_idx, (_, tiers, frames) = idx, plan[idx]
             end = plan[idx + 1][0] if idx + 1 < len(plan) else cfg.run.max_steps
-            dataset, _, loader = build_loader(cfg.data, resolutions=tiers, num_frames=frames, dp_world=env.dp_world,
-                                              dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
-                                              seed=cfg.run.seed, start_step=step, max_steps=min(end, cfg.run.max_steps),
-                                              pin_memory=device.type == "cuda")
+            dataset = datasets[idx]
+            _, loader = build_loader(dataset, cfg.data, dp_world=env.dp_world, dp_rank=env.dp_rank,
+                                     grad_accum=cfg.optim.grad_accum, seed=cfg.run.seed, start_step=step,
+                                     max_steps=min(end, cfg.run.max_steps), pin_memory=device.type == "cuda")
             it = iter(loader)
             log.info("curriculum stage %d from step %d: resolutions %s, %d frames", idx, step, tiers, frames)
         use_adv = step >= cfg.loss.disc_start
@@ -187,7 +192,7 @@ def main(argv=None) -> dict:
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
             save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                                config=to_dict(cfg), extra=extra, is_main=env.is_main)
+                                config=to_dict(cfg), model_config=vae_config, extra=extra, is_main=env.is_main)
         if stopping:
             log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
             break
@@ -211,4 +216,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main, sys.argv[1:], "train_vae.py"))

@@ -68,8 +68,8 @@ def frozen_vae_precision(device: torch.device) -> torch.dtype:
 
 
 def build_frozen_vae(cfg: DiTModelConfig, device: torch.device, seed: int = 0):
-    """The VAE used to encode training clips and decode sample latents, tiled and in
-    :func:`frozen_vae_precision` (bf16 on CUDA).
+    """The VAE used to encode training clips and decode sample latents, tiled (``model.vae_tiling``, default on)
+    and in :func:`frozen_vae_precision` (bf16 on CUDA).
 
     Tiling (spatial and temporal, the released sampler's ``--vae-tiling``) bounds the activation memory: untiled,
     the first encoder conv of one 720p x 129-frame clip is a [1, 128, 129, 720, 1280] fp32 tensor (~57 GiB).
@@ -97,7 +97,7 @@ def build_frozen_vae(cfg: DiTModelConfig, device: torch.device, seed: int = 0):
 
             load_into(vae, read_weights(path), path)
         vae = vae.to(device=device, dtype=dtype)
-    vae.enable_tiling()
+    vae.enable_tiling(cfg.vae_tiling)
     return vae.eval().requires_grad_(False)
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,10 +36,57 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hyvideo.checkpoint.io import save_atomic
 
+from .config import ConfigError
+
 log = logging.getLogger(__name__)
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
 _CKPT_RE = re.compile(r"step_(\d{8})\.pt$")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint or weight file is refused: it holds pickled Python objects (which could run code), was made
+    for another model, or the run cannot continue from it. The training CLIs exit with status 2."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint cannot be read (zero bytes, truncated, incomplete); resume skips to the previous one."""
+
+
+def _numpy_rng_globals() -> list:
+    """The numpy types pickled by ``np.random.get_state()`` in the checkpoints of earlier versions (allowed for
+    ``weights_only=True``: plain arrays and dtypes, nothing callable beyond numpy's array reconstructor)."""
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` (memory-mapped when the file is zip-format): tensors, containers
+    and numbers only, plus the numpy RNG types of :func:`_numpy_rng_globals`.
+
+    Raises:
+        CheckpointError: the file references any other Python global (a pickle payload could run code); the
+            message names the global. Nothing from the file is executed.
+        CorruptCheckpointError: zero bytes, truncated or otherwise unreadable.
+    """
+    path = Path(path)
+    with torch.serialization.safe_globals(_numpy_rng_globals()):
+        try:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap can only be used" not in str(e) or path.stat().st_size == 0:
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)  # pre-zip format: no mmap
+        except pickle.UnpicklingError as e:
+            culprit = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), str(e).splitlines()[0])
+            raise CheckpointError(f"refusing to load {path}: it holds pickled Python objects, not only tensors "
+                                  f"({culprit}); loading it could run arbitrary code. Use files written by this "
+                                  f"trainer or .safetensors weights") from None
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+            size = path.stat().st_size if path.exists() else "missing"
+            raise CorruptCheckpointError(f"{path} ({size} bytes) is unreadable: "
+                                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def clean_name(name: str) -> str:
@@ -114,10 +163,15 @@ def checkpoint_dir(out_dir: str | Path) -> Path:
     return Path(out_dir) / "checkpoints"
 
 
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """``step_XXXXXXXX.pt`` files under ``out_dir/checkpoints``, newest first (temporary files are ignored)."""
+    return sorted((p for p in checkpoint_dir(out_dir).glob("step_*.pt") if _CKPT_RE.search(p.name)), reverse=True)
+
+
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """Newest complete ``step_XXXXXXXX.pt`` under ``out_dir/checkpoints`` (temporary files are ignored)."""
-    files = sorted(p for p in checkpoint_dir(out_dir).glob("step_*.pt") if _CKPT_RE.search(p.name))
-    return files[-1] if files else None
+    """Newest ``step_XXXXXXXX.pt`` under ``out_dir/checkpoints`` (not checked for readability)."""
+    files = list_checkpoints(out_dir)
+    return files[0] if files else None
 
 
 def resume_checkpoint(resume: str, out_dir: str | Path) -> Path | None:
@@ -128,8 +182,37 @@ def resume_checkpoint(resume: str, out_dir: str | Path) -> Path | None:
     return None if resume == "never" else Path(resume)
 
 
+def open_resume_state(resume: str, out_dir: str | Path) -> tuple[Path, dict] | None:
+    """Read the training state to resume from: ``(path, state)`` or None (nothing to resume).
+
+    With ``resume="auto"`` the newest checkpoint that loads wins: a zero-byte, truncated or unreadable newer one
+    is skipped with a warning naming it and the reason (e.g. a kill during a copy, a full disk).
+
+    Raises:
+        CheckpointError: an explicit ``resume`` path that is missing or unreadable, or a checkpoint holding
+            pickled Python objects (refused, never skipped: nothing of it is executed).
+    """
+    if resume == "never":
+        return None
+    if resume != "auto":
+        path = Path(resume)
+        if not path.is_file():
+            raise CheckpointError(f"run.resume: checkpoint not found: {path}")
+        try:
+            return path, safe_load(path)
+        except CorruptCheckpointError as e:
+            raise CheckpointError(f"run.resume: {e}") from None
+    for path in list_checkpoints(out_dir):
+        try:
+            return path, safe_load(path)
+        except CorruptCheckpointError as e:
+            log.warning("resume: skipping %s (%s); trying the previous checkpoint", path.name, e)
+    return None
+
+
 def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, optimizer, scheduler,
-                        ema: EMA | None, config: dict, extra: dict | None = None, is_main: bool = True) -> Path:
+                        ema: EMA | None, config: dict, model_config: dict | None = None, extra: dict | None = None,
+                        is_main: bool = True) -> Path:
     """Gather and write the full training state after ``step`` optimizer steps (collective; rank 0 writes).
 
     Args:
@@ -137,13 +220,14 @@ def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, opt
         step: optimizer steps done; resuming starts at this step.
         model, optimizer, scheduler, ema: the training objects.
         config: resolved run config (plain dict).
+        model_config: the model's constructor config (a resume with another one is refused).
         extra: name -> ``(module, optimizer)`` pairs saved the same way (e.g. the discriminator).
         is_main: whether this rank writes.
 
     Returns:
         The checkpoint path.
     """
-    state = {"step": step, "config": config, "model": model_state(model),
+    state = {"step": step, "config": config, "model_config": model_config, "model": model_state(model),
              "optimizer": _optimizer_state(model, optimizer),
              "scheduler": scheduler.state_dict(), "sampler": {"step": step}, "rng": rng_state(),
              "ema": ema.full_state_dict() if ema is not None else None, "extra": {}}
@@ -170,7 +254,15 @@ def load_training_state(path: str | Path, *, model: nn.Module, optimizer, schedu
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_load(path)
+    return restore_training_state(path, state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                                  extra=extra)
+
+
+def restore_training_state(path: Path, state: dict, *, model: nn.Module, optimizer, scheduler, ema: EMA | None,
+                           extra: dict | None = None) -> int:
+    """Restore a state read by :func:`safe_load` (see :func:`load_training_state`); returns the step."""
+    check_model_matches(model, state["model"], path)
     load_model_state(model, state["model"])
     _load_optimizer(model, optimizer, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -185,6 +277,23 @@ def load_training_state(path: str | Path, *, model: nn.Module, optimizer, schedu
         _load_optimizer(module, opt, state["extra"][name]["optimizer"])
     set_rng_state(state["rng"])
     return int(state["sampler"]["step"])
+
+
+def check_model_matches(model: nn.Module, sd: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Raise a short :class:`CheckpointError` (not a wall of size mismatches) when ``sd`` is another model's.
+
+    Raises:
+        CheckpointError: missing / unexpected keys or shape mismatches, with counts, examples and a hint.
+    """
+    own = {clean_name(k): tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {own[k]}" for k in sorted(set(own) & set(sd))
+              if tuple(sd[k].shape) != own[k]]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{source} was written for another model ({len(shapes)} shape mismatches, e.g. {shapes[:2]}; "
+            f"{len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}). "
+            f"To train this model configuration, use a new run.out_dir or run.resume=never")
 
 
 def _optimizer_state(model: nn.Module, optimizer) -> dict:
@@ -208,17 +317,24 @@ def read_weights(path: str | Path, prefer_ema: bool = True) -> dict[str, torch.T
     """Model weights of a previous stage: a training checkpoint (EMA if present and preferred, else model),
     an exported ``{"module", "ema"}`` file, or a bare state dict / ``.safetensors``.
 
+    Every file is read with ``weights_only=True`` (:func:`safe_load`) or as safetensors.
+
     Raises:
-        FileNotFoundError: no file at ``path``.
+        CheckpointError: no file at ``path``, unreadable, not a state dict, or pickled Python objects.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"init_from checkpoint not found: {path}")
+        raise CheckpointError(f"weight file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file  # noqa: PLC0415
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = safe_load(path)
+    except CorruptCheckpointError as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
     for k in ("ema", "model", "module") if prefer_ema else ("model", "module", "ema"):
         if isinstance(state.get(k), dict) and state[k]:
             return state[k]

