@@ -4,32 +4,34 @@
 One node:   torchrun --nproc_per_node 8 train_vae.py --config configs/train/vae.yaml
 CPU test:   torchrun --nproc_per_node 2 train_vae.py --config configs/train/tiny_vae.yaml --set data.manifest=M
 
-config -> distributed init -> VAE + discriminator + frozen LPIPS -> activation checkpointing -> FSDP2 -> optimizers
--> resume -> loop over curriculum stages (G step, then D step once the discriminator is on) -> export.
+config + data checks -> resume target -> distributed init -> VAE + discriminator on meta -> activation
+checkpointing -> FSDP2 -> this rank's shards (seeded init or model.init_weights) + frozen LPIPS -> optimizers -> resume
+(DCP, any world size) -> loop over curriculum stages (G step, then D step once the discriminator is on) -> export
+from the last checkpoint (rank 0, streaming).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
-from hyvideo.parallel.fsdp import apply_fsdp, parallelize
 from hyvideo.data.buckets import pixels_to_unit
+from hyvideo.parallel.fsdp import apply_fsdp, parallelize
 from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
 from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.training.checkpointing import Checkpointer, export_vae, find_resume, restore
 from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.meta_init import build_on_meta, init_sharded, load_full_weights, materialize
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
 from hyvideo.training.preflight import preflight_vae
 from hyvideo.training.resume import apply_optim_config, check_resume
-from hyvideo.training.state import (EMA, model_state, open_resume_state, read_weights, restore_training_state,
-                                    save_training_state)
+from hyvideo.training.state import EMA, read_weights
 from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr_db
 from hyvideo.vae.discriminator import PatchDiscriminator3D
 from hyvideo.vae.distribution import DiagonalGaussianDistribution
@@ -63,22 +65,34 @@ def stages(cfg: VAETrainConfig) -> list[tuple[int, tuple[str, ...], int]]:
     return out
 
 
-def build_models(cfg: VAETrainConfig):
-    """Seeded VAE (or ``model.init_weights``), discriminator and frozen LPIPS (identical on every rank)."""
-    from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+def build_models(cfg: VAETrainConfig, vae_config: dict, env):
+    """The VAE (in its reconstruction wrapper) and the discriminator, built on ``meta``, activation-checkpointed
+    and sharded, then only this rank's shards allocated: the seeded init (identical for any world size) or
+    ``model.init_weights`` (rank 0 reads, memory-mapped, and broadcasts); and the frozen LPIPS."""
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
     from hyvideo.vae.lpips import LPIPS  # noqa: PLC0415
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.run.seed)
-        vae = AutoencoderKLCausal3D.from_config(cfg.model.vae_config)
-        disc = PatchDiscriminator3D(channels=cfg.loss.disc_channels, num_layers=cfg.loss.disc_layers)
+    def vae_factory():
+        return VAEReconstructor(AutoencoderKLCausal3D.from_config(vae_config))
+
+    def disc_factory():
+        return PatchDiscriminator3D(channels=cfg.loss.disc_channels, num_layers=cfg.loss.disc_layers)
+
+    model = parallelize(build_on_meta(vae_factory), env.mesh, engine=cfg.parallel.engine,
+                        precision=cfg.parallel.precision,
+                        activation_checkpointing=cfg.parallel.activation_checkpointing)
+    disc = build_on_meta(disc_factory)
+    if cfg.parallel.engine == "fsdp":
+        disc = apply_fsdp(disc, env.mesh, cfg.parallel.precision)
+    for module, factory, seed in ((model, vae_factory, cfg.run.seed), (disc, disc_factory, cfg.run.seed + 1)):
+        materialize(module, env.device)
+        init_sharded(module, factory, seed)
     if cfg.model.init_weights:
-        sd = read_weights(cfg.model.init_weights)
-        sd = {k.removeprefix("vae."): v for k, v in sd.items()}
-        load_into(vae, sd, cfg.model.init_weights)
+        path = cfg.model.init_weights
+        load_full_weights(model, lambda: {"vae." + k.removeprefix("vae."): v for k, v in read_weights(path).items()},
+                          path)
     lpips = LPIPS(cfg.loss.lpips_vgg or None, cfg.loss.lpips_lin or None) if cfg.loss.lpips_weight > 0 else None
-    return VAEReconstructor(vae), disc, lpips
+    return model.train(), disc.train(), lpips
 
 
 def main(argv=None) -> dict:
@@ -90,11 +104,10 @@ def main(argv=None) -> dict:
     # 0. Every input check before any heavy work (exit 2 with one message): config, data, resume target
     plan = stages(cfg)
     datasets, vae_config = preflight_vae(cfg, plan)
-    resume = open_resume_state(cfg.run.resume, out_dir)
+    resume = find_resume(cfg.run.resume, out_dir)
     if resume is not None:
-        path, state = resume
-        check_resume(path, step=int(state["sampler"]["step"]), saved_config=state.get("config"),
-                     saved_model=state.get("model_config"), cfg=cfg, model_config=vae_config)
+        check_resume(resume.path, step=resume.step, saved_config=resume.config, saved_model=resume.model_config,
+                     cfg=cfg, model_config=vae_config)
     env = init_distributed(1, cfg.parallel.backend)
     log.info("resolved config:\n%s", dump_yaml(cfg))
     device = env.device
@@ -103,29 +116,23 @@ def main(argv=None) -> dict:
                              kl=cfg.loss.kl_weight)
 
     # 1. Models, activation checkpointing, FSDP2, optimizers, EMA
-    model, disc, lpips = build_models(cfg)
-    model.to(device).train()
-    disc.to(device).train()
+    model, disc, lpips = build_models(cfg, vae_config, env)
     lpips = lpips.to(device) if lpips is not None else None
-    model = parallelize(model, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
-                        activation_checkpointing=cfg.parallel.activation_checkpointing)
-    if cfg.parallel.engine == "fsdp":
-        disc = apply_fsdp(disc, env.mesh, cfg.parallel.precision)
     optimizer, disc_opt = build_optimizer(model.parameters(), cfg.optim), build_optimizer(
         disc.parameters(), cfg.optim, lr=cfg.loss.disc_lr)
     scheduler = build_scheduler(optimizer, cfg.optim)
     ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     extra = {"discriminator": (disc, disc_opt)}
+    checkpointer = Checkpointer(out_dir, is_main=env.is_main, async_save=cfg.run.async_checkpoint)
 
-    # 2. Resume
+    # 2. Resume (any world size)
     start_step = 0
     if resume is not None:
-        start_step = restore_training_state(*resume, model=model, optimizer=optimizer, scheduler=scheduler,
-                                            ema=ema, extra=extra)
+        start_step = restore(resume, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, extra=extra)
         apply_optim_config(optimizer, scheduler, cfg.optim)
         apply_optim_config(disc_opt, None, cfg.optim, lr=cfg.loss.disc_lr)
-        log.info("resumed from %s at step %d", resume[0], start_step)
-        del resume, state
+        log.info("resumed from %s at step %d", resume.path, start_step)
+        del resume
 
     # 3. Loop over curriculum stages (a new loader each time the stage changes)
     monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
@@ -191,27 +198,22 @@ def main(argv=None) -> dict:
             monitor.video(step, "recon", torch.cat([x[0], recon[0].detach()], dim=-1).float().cpu() / 2 + 0.5)
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
-            save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                                config=to_dict(cfg), model_config=vae_config, extra=extra, is_main=env.is_main)
+            checkpointer.save(step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                              config=to_dict(cfg), model_config=vae_config, extra=extra)
         if stopping:
             log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
             break
 
-    # 4. Export the released VAE layout (vae/config.json + pytorch_model.pt; loads with hyvideo.checkpoint.io.load_vae)
-    if step >= cfg.run.max_steps:
-        sd = ema.full_state_dict() if ema is not None else model_state(model)
-        if env.is_main:
-            from hyvideo.checkpoint.io import save_atomic  # noqa: PLC0415
-
-            folder = out_dir / "export" / "vae"
-            save_atomic({"state_dict": {k.removeprefix("vae."): v for k, v in sd.items()}},
-                        folder / "pytorch_model.pt")
-            (folder / "config.json").write_text(json.dumps(vae_config, indent=1))
-            log.info("exported %s", folder)
+    last = checkpointer.wait()
     monitor.close()
     if dataset is not None and dataset.skipped:
         log.warning("data: skipped %s", dict(dataset.skipped))
     destroy()
+    # 4. Export the released VAE layout from the final checkpoint (rank 0, streaming, EMA weights when on):
+    #    out_dir/export/vae/{config.json, pytorch_model.pt}, loads with hyvideo.checkpoint.io.load_vae
+    if step >= cfg.run.max_steps and env.is_main:
+        folder = export_vae(last, out_dir / "export" / "vae", vae_config)
+        log.info("exported %s", folder)
     return {"losses": losses, "psnr": psnrs, "last_step": step, "out_dir": str(out_dir)}
 
 

@@ -30,6 +30,12 @@ class RMSNorm(nn.Module):
         factor = torch.rsqrt(rms.square_().div_(x.shape[-1]).add_(self.eps)).to(x.dtype)
         return torch.mul(x, factor).mul_(self.weight)
 
+    def reset_parameters(self) -> None:
+        """The constructor's init (weight = 1), for a model built on the ``meta`` device and materialised with
+        ``to_empty`` (``hyvideo.training.meta_init``)."""
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+
 
 def layer_norm(dim: int, affine: bool = False, device=None, dtype=None) -> nn.LayerNorm:
     """LayerNorm with eps 1e-6; the DiT's ``*_norm1/2``, ``pre_norm`` and ``norm_final`` have no affine."""

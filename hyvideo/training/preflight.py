@@ -139,6 +139,9 @@ def preflight_dit(cfg: DiTTrainConfig, world: int | None = None):
     world = launched_world_size() if world is None else world
     check_layout(cfg, world)
     dit_config = model_config_dict(cfg.model.dit_config, "model.dit_config", "dit")
+    if dit_config["heads_num"] % cfg.parallel.sp_degree:
+        raise ConfigError(f"parallel.sp_degree={cfg.parallel.sp_degree} must divide the DiT's heads_num="
+                          f"{dit_config['heads_num']} (Ulysses splits the heads)")
     on_the_fly = not cfg.data.latent_cache
     if on_the_fly or cfg.run.sample_every:
         model_config_dict(cfg.model.vae_config, "model.vae_config", "vae")

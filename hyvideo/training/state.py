@@ -1,23 +1,21 @@
-"""EMA weights and training checkpoints that survive a kill (atomic) and resume exactly.
+"""EMA weights, safe reading of weight files, and the single-file "full state" checkpoints of earlier versions.
 
-A training checkpoint is one ``torch.save`` file ``<out_dir>/checkpoints/step_XXXXXXXX.pt`` holding *full*
-(unsharded) state dicts, so it loads on any world size: ``model``, ``ema``, ``optimizer`` (FSDP2 full optimizer
-state via ``torch.distributed.checkpoint.state_dict``), ``scheduler``, ``sampler`` (the next step), ``rng``
-(torch / numpy / python states of rank 0; all training randomness is also re-derived from ``(seed, step,
-sample)``), ``config`` (the resolved run config), plus any ``extra`` modules (the VAE discriminator).
-Rank 0 writes to a temporary name and renames (:func:`hyvideo.checkpoint.io.save_atomic`).
+Training checkpoints are now sharded DCP folders (:mod:`hyvideo.training.checkpointing`). The format before
+was one ``torch.save`` file ``<out_dir>/checkpoints/step_XXXXXXXX.pt`` holding *full* (unsharded) state dicts
+gathered on rank 0: ``model``, ``ema``, ``optimizer`` (full FSDP2 optimizer state), ``scheduler``, ``sampler``
+(the next step), ``rng`` (rank 0's torch / numpy / python states), ``config``, ``model_config`` and ``extra``
+modules (the VAE discriminator). Such files still resume (:func:`restore_training_state`);
+:func:`save_training_state` still writes them (tests, and ``scripts/bench_train_memory.py`` compares its memory).
 
-:func:`export_dit` writes the inference layout ``sample_video.py --dit-weight`` loads: ``{"module": sd,
-"ema": sd}`` plus ``config.json`` beside it.
+Every file is read with ``weights_only=True`` (:func:`safe_load`; the numpy RNG types of old checkpoints are
+allow-listed) or as safetensors: a pickle payload is refused, never run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,6 @@ from .config import ConfigError
 log = logging.getLogger(__name__)
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
-_CKPT_RE = re.compile(r"step_(\d{8})\.pt$")
 
 
 class CheckpointError(ConfigError):
@@ -163,57 +160,11 @@ def checkpoint_dir(out_dir: str | Path) -> Path:
     return Path(out_dir) / "checkpoints"
 
 
-def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    """``step_XXXXXXXX.pt`` files under ``out_dir/checkpoints``, newest first (temporary files are ignored)."""
-    return sorted((p for p in checkpoint_dir(out_dir).glob("step_*.pt") if _CKPT_RE.search(p.name)), reverse=True)
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """Newest ``step_XXXXXXXX.pt`` under ``out_dir/checkpoints`` (not checked for readability)."""
-    files = list_checkpoints(out_dir)
-    return files[0] if files else None
-
-
-def resume_checkpoint(resume: str, out_dir: str | Path) -> Path | None:
-    """The checkpoint a run resumes from: ``run.resume`` is ``"auto"`` (newest under ``out_dir``, None when there
-    is none), ``"never"`` (None) or a checkpoint path."""
-    if resume == "auto":
-        return latest_checkpoint(out_dir)
-    return None if resume == "never" else Path(resume)
-
-
-def open_resume_state(resume: str, out_dir: str | Path) -> tuple[Path, dict] | None:
-    """Read the training state to resume from: ``(path, state)`` or None (nothing to resume).
-
-    With ``resume="auto"`` the newest checkpoint that loads wins: a zero-byte, truncated or unreadable newer one
-    is skipped with a warning naming it and the reason (e.g. a kill during a copy, a full disk).
-
-    Raises:
-        CheckpointError: an explicit ``resume`` path that is missing or unreadable, or a checkpoint holding
-            pickled Python objects (refused, never skipped: nothing of it is executed).
-    """
-    if resume == "never":
-        return None
-    if resume != "auto":
-        path = Path(resume)
-        if not path.is_file():
-            raise CheckpointError(f"run.resume: checkpoint not found: {path}")
-        try:
-            return path, safe_load(path)
-        except CorruptCheckpointError as e:
-            raise CheckpointError(f"run.resume: {e}") from None
-    for path in list_checkpoints(out_dir):
-        try:
-            return path, safe_load(path)
-        except CorruptCheckpointError as e:
-            log.warning("resume: skipping %s (%s); trying the previous checkpoint", path.name, e)
-    return None
-
-
 def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, optimizer, scheduler,
                         ema: EMA | None, config: dict, model_config: dict | None = None, extra: dict | None = None,
                         is_main: bool = True) -> Path:
-    """Gather and write the full training state after ``step`` optimizer steps (collective; rank 0 writes).
+    """Gather and write the full training state after ``step`` optimizer steps in the earlier single-file format
+    (collective; rank 0 writes; the whole model, optimizer and EMA pass through rank 0's memory).
 
     Args:
         out_dir: run folder; the file is ``out_dir/checkpoints/step_{step:08d}.pt``.
@@ -243,36 +194,25 @@ def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, opt
     return path
 
 
-def load_training_state(path: str | Path, *, model: nn.Module, optimizer, scheduler, ema: EMA | None,
-                        extra: dict | None = None) -> int:
-    """Restore everything :func:`save_training_state` wrote (every rank reads the file); returns the step.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        KeyError: the checkpoint lacks EMA weights although EMA is on, or an ``extra`` module.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
-    state = safe_load(path)
-    return restore_training_state(path, state, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                                  extra=extra)
-
-
 def restore_training_state(path: Path, state: dict, *, model: nn.Module, optimizer, scheduler, ema: EMA | None,
                            extra: dict | None = None) -> int:
-    """Restore a state read by :func:`safe_load` (see :func:`load_training_state`); returns the step."""
+    """Restore a full-state checkpoint (:func:`save_training_state`, read by :func:`safe_load`) on every rank;
+    returns the step.
+
+    Raises:
+        CheckpointError: another model's weights, no EMA weights although EMA is on, or no ``extra`` module.
+    """
     check_model_matches(model, state["model"], path)
     load_model_state(model, state["model"])
     _load_optimizer(model, optimizer, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if ema is not None:
         if state.get("ema") is None:
-            raise KeyError(f"{path} holds no EMA weights but optim.ema_decay > 0")
+            raise CheckpointError(f"{path} holds no EMA weights but optim.ema_decay > 0")
         ema.load_full_state_dict(state["ema"])
     for name, (module, opt) in (extra or {}).items():
         if name not in state["extra"]:
-            raise KeyError(f"{path} holds no {name!r} state; it has {sorted(state['extra'])}")
+            raise CheckpointError(f"{path} holds no {name!r} state; it has {sorted(state['extra'])}")
         load_model_state(module, state["extra"][name]["model"])
         _load_optimizer(module, opt, state["extra"][name]["optimizer"])
     set_rng_state(state["rng"])
@@ -339,19 +279,3 @@ def read_weights(path: str | Path, prefer_ema: bool = True) -> dict[str, torch.T
         if isinstance(state.get(k), dict) and state[k]:
             return state[k]
     return state
-
-
-def export_dit(out_dir: str | Path, model_sd: dict, ema_sd: dict | None, dit_config: dict) -> Path:
-    """Write ``out_dir/export/dit.pt`` (``{"module": ..., "ema": ...}``, the released layout) and
-    ``config.json`` beside it, for ``sample_video.py --dit-weight out_dir/export/dit.pt`` (``--load-key ema``
-    selects the EMA weights). Rank 0 only."""
-    folder = Path(out_dir) / "export"
-    folder.mkdir(parents=True, exist_ok=True)
-    obj = {"module": {k: v.contiguous() for k, v in model_sd.items()}}
-    if ema_sd is not None:
-        obj["ema"] = {k: v.to(model_sd[k].dtype) for k, v in ema_sd.items()}
-    path = save_atomic(obj, folder / "dit.pt")
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in dit_config.items() if not k.startswith("_")}, indent=1))
-    tmp.replace(folder / "config.json")
-    return path
