@@ -189,3 +189,12 @@ def test_pickle_payload_in_checkpoint_metadata_is_refused(tmp_path, latent_cache
     err = capsys.readouterr().err
     assert rc == 2 and "refusing to load" in err and "posix.system" in err and "Traceback" not in err
     assert not marker.exists()
+
+
+def test_changed_hyper_parameters_on_resume_are_logged_and_the_config_wins(tmp_path, latent_cache, caplog):
+    common = [f"data.latent_cache={latent_cache}", "run.max_steps=3", "optim.betas=[0.9, 0.99]"]
+    _run(tmp_path, *common, "run.stop_after=2")
+    _run(tmp_path, *common, "optim.lr=5.0e-4", "optim.betas=[0.8, 0.9]")
+    assert "optim.lr changed since step_00000002: 0.001 -> 0.0005 (the new value is used)" in caplog.text
+    assert "optim.betas changed" in caplog.text
+    assert metrics(tmp_path)[3]["lr"] == pytest.approx(5e-4)  # not the checkpoint's 1e-3
