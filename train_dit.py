@@ -4,14 +4,15 @@ One node:   torchrun --nproc_per_node 8 train_dit.py --config configs/train/dit_
 Many nodes: torchrun --nnodes N --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 train_dit.py ...
 CPU test:   torchrun --nproc_per_node 2 train_dit.py --config configs/train/tiny.yaml
 
-config -> distributed init -> DiT (+ previous stage's weights) -> sequence parallel -> activation checkpointing
--> FSDP2 -> optimizer / EMA -> resume -> loop (accumulate, clip, step, EMA, log, checkpoint, sample) -> export.
+config + data checks -> resume target -> distributed init -> DiT on meta -> sequence parallel -> activation
+checkpointing -> FSDP2 -> this rank's shards (seeded init or previous stage's weights) -> optimizer / EMA -> resume
+(DCP, any world size) -> loop (accumulate, clip, step, EMA, log, checkpoint, sample) -> export from the last
+checkpoint (rank 0, streaming).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -21,15 +22,19 @@ from pathlib import Path
 import torch
 
 from hyvideo.parallel.fsdp import parallelize
-from hyvideo.parallel.mesh import all_reduce_mean, destroy, init_distributed
-from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
+from hyvideo.training.builders import build_loader
+from hyvideo.training.checkpointing import Checkpointer, export_dit, find_resume, restore
+from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents
-from hyvideo.training.config import ConfigError, DiTTrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.config import DiTTrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.meta_init import build_on_meta, init_sharded, load_full_weights, materialize
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.objectives import draw_flow, flow_matching_loss
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
-from hyvideo.training.state import (EMA, export_dit, load_training_state, resume_checkpoint, model_state,
-                                    read_weights, save_training_state)
+from hyvideo.training.preflight import preflight_dit
+from hyvideo.training.resume import apply_optim_config, check_resume
+from hyvideo.training.state import EMA, read_weights
 
 log = logging.getLogger("train_dit")
 
@@ -42,37 +47,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def validate(cfg: DiTTrainConfig) -> DiTTrainConfig:
-    """Checks that need no process group (clear errors before any work).
-
-    Raises:
-        ConfigError: unknown resolution tier, an engine that is not installed, missing data.
-    """
-    if not cfg.data.latent_cache:
-        check_resolutions(cfg.data.resolutions)
-    if not (cfg.data.manifest or cfg.data.latent_cache):
-        raise ConfigError("set data.manifest (clips) or data.latent_cache (scripts/encode_latents.py output)")
-    if cfg.parallel.engine == "deepspeed":
-        raise ConfigError("parallel.engine='deepspeed' is not supported by this build; use 'fsdp' "
-                          "(FSDP2 fully_shard = ZeRO-3 sharding of parameters, gradients and optimizer state)")
-    return cfg
-
-
-def build_dit(cfg: DiTTrainConfig):
-    """The DiT with the released from-scratch init (seeded: identical on every rank), or the previous stage's
-    weights (``run.init_from``: EMA weights when the checkpoint has them)."""
-    from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+def build_dit(cfg: DiTTrainConfig, dit_config: dict, env):
+    """The training DiT: built on ``meta``, sequence parallel, activation checkpointing, compile and FSDP2 applied,
+    then only this rank's shards allocated and filled: the seeded from-scratch init (identical for any world
+    size) or the previous stage's weights (``run.init_from``, EMA weights when the file has them; rank 0 reads
+    the file memory-mapped and broadcasts it tensor by tensor)."""
     from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
 
-    dit_config = json.loads(Path(cfg.model.dit_config).read_text())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.run.seed)
-        dit = HYVideoDiffusionTransformer.from_config(dit_config)
-        dit.init_weights()
+    def factory():
+        return HYVideoDiffusionTransformer.from_config(dit_config)
+
+    dit = build_on_meta(factory)
+    if cfg.parallel.sp_degree > 1:
+        from hyvideo.parallel.sequence_parallel import enable_sequence_parallel  # noqa: PLC0415
+
+        enable_sequence_parallel(dit, env.sp_group)
+    model = parallelize(dit, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
+                        activation_checkpointing=cfg.parallel.activation_checkpointing, compile=cfg.parallel.compile,
+                        fp32_inputs=("t", "guidance"))
+    materialize(model, env.device)
     if cfg.run.init_from:
-        load_into(dit, {k: v.float() for k, v in read_weights(cfg.run.init_from).items()}, cfg.run.init_from)
+        load_full_weights(model, lambda: read_weights(cfg.run.init_from), cfg.run.init_from)
         log.info("initialised from %s", cfg.run.init_from)
-    return dit, {k: v for k, v in dit.config.items() if k != "attn_backend"}
+    else:
+        init_sharded(model, factory, cfg.run.seed)
+    return model.train()
 
 
 def make_batch(batch: dict, step: int, cfg: DiTTrainConfig, *, device, text_enc, vae, null_text) -> tuple:
@@ -80,7 +79,7 @@ def make_batch(batch: dict, step: int, cfg: DiTTrainConfig, *, device, text_enc,
     per-sample noise/sigma/text-dropout draws, and the text inputs with dropped captions replaced."""
     slots = batch["slot"].tolist()
     if "latent" in batch:  # latent cache
-        latents = batch["latent"].to(device) * cfg.model.latent_scale
+        latents = batch["latent"].to(device, non_blocking=True) * cfg.model.latent_scale
         draws = draw_flow(tuple(latents.shape), slots, step=step, seed=cfg.run.seed, cfg=cfg.flow)
         text = {k: batch[k].clone() for k in ("text_states", "text_mask", "text_states_2")}
         null = null_text["image" if batch["bucket"][-1] == 1 else "video"]
@@ -89,7 +88,7 @@ def make_batch(batch: dict, step: int, cfg: DiTTrainConfig, *, device, text_enc,
                 text[k][i] = null[k]
         text = {k: v.to(device).float() if v.is_floating_point() else v.to(device) for k, v in text.items()}
     else:
-        latents = encode_latents(vae, batch["pixels"].to(device)) * cfg.model.latent_scale
+        latents = encode_latents(vae, batch["pixels"].to(device, non_blocking=True)) * cfg.model.latent_scale
         draws = draw_flow(tuple(latents.shape), slots, step=step, seed=cfg.run.seed, cfg=cfg.flow)
         text = text_enc(batch["caption"], batch["bucket"][-1], draws.drop_text)
         text = {k: v.to(device) for k, v in text.items()}
@@ -115,42 +114,47 @@ def sample_latent(model, text: dict, shape: tuple, cfg: DiTTrainConfig, guidance
 def main(argv=None) -> dict:
     """Run training; returns ``{"losses": {step: loss}, "out_dir": str, "last_step": int}`` (rank-local)."""
     args = parse_args(argv)
-    cfg = validate(load_config(DiTTrainConfig, args.config, args.set))
+    setup_logging()
+    cfg = load_config(DiTTrainConfig, args.config, args.set)
+    out_dir = Path(cfg.run.out_dir)
+    # 0. Every input check before any heavy work (exit 2 with one message): config, data, resume target
+    dataset, dit_config = preflight_dit(cfg)
+    resume = find_resume(cfg.run.resume, out_dir)
+    if resume is not None:
+        check_resume(resume.path, step=resume.step, saved_config=resume.config, saved_model=resume.model_config,
+                     cfg=cfg, model_config=dit_config)
     env = init_distributed(cfg.parallel.sp_degree, cfg.parallel.backend)
-    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
-                        format=f"[rank{env.rank}] %(levelname)s %(name)s: %(message)s", force=True)
-    if env.is_main:
-        log.info("resolved config:\n%s", dump_yaml(cfg))
-    device, out_dir = env.device, Path(cfg.run.out_dir)
+    log.info("resolved config:\n%s", dump_yaml(cfg))
+    device = env.device
+    configure_backends(device)
 
     # 1. Model, sequence parallel, activation checkpointing, FSDP2, optimizer, EMA
-    dit, dit_config = build_dit(cfg)
-    num_params = sum(p.numel() for p in dit.parameters())
-    guidance_embed = dit.guidance_embed
-    dit.to(device).train()
-    if cfg.parallel.sp_degree > 1:
-        from hyvideo.parallel.sequence_parallel import enable_sequence_parallel  # noqa: PLC0415
-
-        enable_sequence_parallel(dit, env.sp_group)
-    model = parallelize(dit, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
-                        activation_checkpointing=cfg.parallel.activation_checkpointing, compile=cfg.parallel.compile)
+    model = build_dit(cfg, dit_config, env)
+    num_params = sum(p.numel() for p in model.parameters())  # global counts (DTensor shapes are global)
+    guidance_embed = bool(dit_config["guidance_embed"])
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
     ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
 
-    # 2. Resume (exact: model, EMA, optimizer, scheduler, sampler position, RNG)
-    start_step, resume_from = 0, resume_checkpoint(cfg.run.resume, out_dir)
-    if resume_from is not None:
-        start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
-        log.info("resumed from %s at step %d", resume_from, start_step)
+    checkpointer = Checkpointer(out_dir, is_main=env.is_main, async_save=cfg.run.async_checkpoint)
+
+    # 2. Resume (exact: model, EMA, optimizer, scheduler, sampler position, RNG; any world size)
+    start_step = 0
+    if resume is not None:
+        start_step = restore(resume, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
+        apply_optim_config(optimizer, scheduler, cfg.optim)
+        log.info("resumed from %s at step %d", resume.path, start_step)
+        del resume
 
     # 3. Data and frozen conditioning models
-    dataset, _, loader = build_loader(cfg.data, resolutions=cfg.data.resolutions, num_frames=cfg.data.num_frames,
-                                      dp_world=env.dp_world, dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
-                                      seed=cfg.run.seed, start_step=start_step, max_steps=cfg.run.max_steps)
+    _, loader = build_loader(dataset, cfg.data, dp_world=env.dp_world, dp_rank=env.dp_rank,
+                             grad_accum=cfg.optim.grad_accum, seed=cfg.run.seed, start_step=start_step,
+                             max_steps=cfg.run.max_steps, pin_memory=device.type == "cuda")
     cached = bool(cfg.data.latent_cache)
     text_enc = None if cached else TextConditioner(cfg.model, device)
-    vae = build_frozen_vae(cfg.model, device, cfg.run.seed) if (not cached or cfg.run.sample_every) else None
+    # The frozen VAE encodes on every rank (on-the-fly latents); sample videos are decoded on rank 0 only.
+    need_vae = not cached or (cfg.run.sample_every and env.is_main)
+    vae = build_frozen_vae(cfg.model, device, cfg.run.seed) if need_vae else None
     null_text = dataset.null_text if cached else None
     sp_check = None
     if cfg.parallel.sp_degree > 1:
@@ -165,7 +169,7 @@ def main(argv=None) -> dict:
     it = iter(loader)
     step = start_step
     while step < cfg.run.max_steps:
-        loss_sum, samples, tokens = torch.zeros(()), 0, 0
+        loss_sum, samples, tokens = torch.zeros((), device=device), 0, 0
         for _ in range(cfg.optim.grad_accum):
             batch = next(it)
             latents, draws, text = make_batch(batch, step, cfg, device=device, text_enc=text_enc, vae=vae,
@@ -177,7 +181,7 @@ def main(argv=None) -> dict:
             with autocast:
                 loss = flow_matching_loss(model, latents, draws, text, guidance) / cfg.optim.grad_accum
             loss.backward()
-            loss_sum += loss.detach().cpu()
+            loss_sum += loss.detach()
             samples += latents.shape[0] * env.dp_world
             tokens += latents.shape[0] * env.dp_world * math.prod(latents.shape[2:]) // 4
         grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
@@ -188,35 +192,35 @@ def main(argv=None) -> dict:
         if ema is not None:
             ema.update(model)
         step += 1
-        losses[step] = float(all_reduce_mean(loss_sum))
+        losses[step] = float(mean_over_ranks({"loss": loss_sum}, device)["loss"])
         monitor.step(step, {"loss": losses[step], "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
                      log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
         if cfg.run.sample_every and step % cfg.run.sample_every == 0:
             shape = (1, *latents.shape[1:])
-            z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)
-            video = vae.decode(z / cfg.model.latent_scale).sample[0].float() / 2 + 0.5
-            monitor.video(step, "sample", video.clamp(0, 1).cpu())
+            z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)  # all ranks
+            if env.is_main:
+                video = vae.decode((z / cfg.model.latent_scale).to(next(vae.parameters()).dtype)).sample[0]
+                monitor.video(step, "sample", (video.float() / 2 + 0.5).clamp(0, 1).cpu())
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
-            save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                                config=to_dict(cfg), is_main=env.is_main)
+            checkpointer.save(step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                              config=to_dict(cfg), model_config=dit_config)
         if stopping:
             log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
             break
 
-    # 5. Export the inference layout (sample_video.py --dit-weight out_dir/export/dit.pt)
-    if step >= cfg.run.max_steps:
-        sd = model_state(model)
-        ema_sd = ema.full_state_dict() if ema is not None else None
-        if env.is_main:
-            path = export_dit(out_dir, sd, ema_sd, dit_config)
-            log.info("exported %s (sample_video.py --dit-weight %s)", path, path)
+    last = checkpointer.wait()
     monitor.close()
     if getattr(dataset, "skipped", None):
         log.warning("data: skipped %s", dict(dataset.skipped))
     destroy()
+    # 5. Export the inference layout from the final checkpoint (rank 0, streaming, no collectives):
+    #    sample_video.py --dit-weight out_dir/export/dit.pt
+    if step >= cfg.run.max_steps and env.is_main:
+        path = export_dit(last, out_dir / "export", dit_config)
+        log.info("exported %s (sample_video.py --dit-weight %s)", path, path)
     return {"losses": losses, "out_dir": str(out_dir), "last_step": step}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main, sys.argv[1:], "train_dit.py"))

@@ -4,29 +4,35 @@
 One node:   torchrun --nproc_per_node 8 train_vae.py --config configs/train/vae.yaml
 CPU test:   torchrun --nproc_per_node 2 train_vae.py --config configs/train/tiny_vae.yaml --set data.manifest=M
 
-config -> distributed init -> VAE + discriminator + frozen LPIPS -> activation checkpointing -> FSDP2 -> optimizers
--> resume -> loop over curriculum stages (G step, then D step once the discriminator is on) -> export.
+config + data checks -> resume target -> distributed init -> VAE + discriminator on meta -> activation
+checkpointing -> FSDP2 -> this rank's shards (seeded init or model.init_weights) + frozen LPIPS -> optimizers -> resume
+(DCP, any world size) -> loop over curriculum stages (G step, then D step once the discriminator is on) -> export
+from the last checkpoint (rank 0, streaming).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
+from hyvideo.data.buckets import pixels_to_unit
 from hyvideo.parallel.fsdp import apply_fsdp, parallelize
-from hyvideo.parallel.mesh import all_reduce_mean, destroy, init_distributed
+from hyvideo.parallel.mesh import configure_backends, destroy, init_distributed, mean_over_ranks
 from hyvideo.training.builders import build_loader, check_resolutions
+from hyvideo.training.checkpointing import Checkpointer, export_vae, find_resume, restore
+from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.meta_init import build_on_meta, init_sharded, load_full_weights, materialize
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.optim import build_optimizer, build_scheduler, clip_grad_norm
-from hyvideo.training.state import (EMA, load_training_state, resume_checkpoint, model_state, read_weights,
-                                    save_training_state)
-from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr
+from hyvideo.training.preflight import preflight_vae
+from hyvideo.training.resume import apply_optim_config, check_resume
+from hyvideo.training.state import EMA, read_weights
+from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr_db
 from hyvideo.vae.discriminator import PatchDiscriminator3D
 from hyvideo.vae.distribution import DiagonalGaussianDistribution
 from hyvideo.vae.losses import VAELossWeights, discriminator_loss, vae_generator_loss
@@ -59,66 +65,74 @@ def stages(cfg: VAETrainConfig) -> list[tuple[int, tuple[str, ...], int]]:
     return out
 
 
-def build_models(cfg: VAETrainConfig):
-    """Seeded VAE (or ``model.init_weights``), discriminator and frozen LPIPS (identical on every rank)."""
-    from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+def build_models(cfg: VAETrainConfig, vae_config: dict, env):
+    """The VAE (in its reconstruction wrapper) and the discriminator, built on ``meta``, activation-checkpointed
+    and sharded, then only this rank's shards allocated: the seeded init (identical for any world size) or
+    ``model.init_weights`` (rank 0 reads, memory-mapped, and broadcasts); and the frozen LPIPS."""
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
     from hyvideo.vae.lpips import LPIPS  # noqa: PLC0415
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.run.seed)
-        vae = AutoencoderKLCausal3D.from_config(cfg.model.vae_config)
-        disc = PatchDiscriminator3D(channels=cfg.loss.disc_channels, num_layers=cfg.loss.disc_layers)
+    def vae_factory():
+        return VAEReconstructor(AutoencoderKLCausal3D.from_config(vae_config))
+
+    def disc_factory():
+        return PatchDiscriminator3D(channels=cfg.loss.disc_channels, num_layers=cfg.loss.disc_layers)
+
+    model = parallelize(build_on_meta(vae_factory), env.mesh, engine=cfg.parallel.engine,
+                        precision=cfg.parallel.precision,
+                        activation_checkpointing=cfg.parallel.activation_checkpointing)
+    disc = build_on_meta(disc_factory)
+    if cfg.parallel.engine == "fsdp":
+        disc = apply_fsdp(disc, env.mesh, cfg.parallel.precision)
+    for module, factory, seed in ((model, vae_factory, cfg.run.seed), (disc, disc_factory, cfg.run.seed + 1)):
+        materialize(module, env.device)
+        init_sharded(module, factory, seed)
     if cfg.model.init_weights:
-        sd = read_weights(cfg.model.init_weights)
-        sd = {k.removeprefix("vae."): v for k, v in sd.items()}
-        load_into(vae, sd, cfg.model.init_weights)
+        path = cfg.model.init_weights
+        load_full_weights(model, lambda: {"vae." + k.removeprefix("vae."): v for k, v in read_weights(path).items()},
+                          path)
     lpips = LPIPS(cfg.loss.lpips_vgg or None, cfg.loss.lpips_lin or None) if cfg.loss.lpips_weight > 0 else None
-    return VAEReconstructor(vae), disc, lpips
+    return model.train(), disc.train(), lpips
 
 
 def main(argv=None) -> dict:
     """Run VAE training; returns ``{"losses": {step: loss}, "psnr": {step: dB}, "last_step": int}``."""
     args = parse_args(argv)
+    setup_logging()
     cfg = load_config(VAETrainConfig, args.config, args.set)
+    out_dir = Path(cfg.run.out_dir)
+    # 0. Every input check before any heavy work (exit 2 with one message): config, data, resume target
     plan = stages(cfg)
-    if not cfg.data.manifest:
-        raise ConfigError("data.manifest must be set (JSONL/Parquet of clips, hyvideo/data/manifest.py)")
-    if cfg.parallel.engine == "deepspeed":
-        raise ConfigError("parallel.engine='deepspeed' is not supported by this build; use 'fsdp'")
-    if cfg.parallel.sp_degree != 1:
-        raise ConfigError("parallel.sp_degree applies to the DiT only; set it to 1 for VAE training")
+    datasets, vae_config = preflight_vae(cfg, plan)
+    resume = find_resume(cfg.run.resume, out_dir)
+    if resume is not None:
+        check_resume(resume.path, step=resume.step, saved_config=resume.config, saved_model=resume.model_config,
+                     cfg=cfg, model_config=vae_config)
     env = init_distributed(1, cfg.parallel.backend)
-    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
-                        format=f"[rank{env.rank}] %(levelname)s %(name)s: %(message)s", force=True)
-    if env.is_main:
-        log.info("resolved config:\n%s", dump_yaml(cfg))
-    device, out_dir = env.device, Path(cfg.run.out_dir)
+    log.info("resolved config:\n%s", dump_yaml(cfg))
+    device = env.device
+    configure_backends(device)
     weights = VAELossWeights(l1=cfg.loss.l1_weight, lpips=cfg.loss.lpips_weight, adv=cfg.loss.adv_weight,
                              kl=cfg.loss.kl_weight)
 
     # 1. Models, activation checkpointing, FSDP2, optimizers, EMA
-    model, disc, lpips = build_models(cfg)
-    vae_config = dict(model.vae.config)
-    model.to(device).train()
-    disc.to(device).train()
+    model, disc, lpips = build_models(cfg, vae_config, env)
     lpips = lpips.to(device) if lpips is not None else None
-    model = parallelize(model, env.mesh, engine=cfg.parallel.engine, precision=cfg.parallel.precision,
-                        activation_checkpointing=cfg.parallel.activation_checkpointing)
-    if cfg.parallel.engine == "fsdp":
-        disc = apply_fsdp(disc, env.mesh, cfg.parallel.precision)
     optimizer, disc_opt = build_optimizer(model.parameters(), cfg.optim), build_optimizer(
         disc.parameters(), cfg.optim, lr=cfg.loss.disc_lr)
     scheduler = build_scheduler(optimizer, cfg.optim)
     ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     extra = {"discriminator": (disc, disc_opt)}
+    checkpointer = Checkpointer(out_dir, is_main=env.is_main, async_save=cfg.run.async_checkpoint)
 
-    # 2. Resume
-    start_step, resume_from = 0, resume_checkpoint(cfg.run.resume, out_dir)
-    if resume_from is not None:
-        start_step = load_training_state(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
-                                         ema=ema, extra=extra)
-        log.info("resumed from %s at step %d", resume_from, start_step)
+    # 2. Resume (any world size)
+    start_step = 0
+    if resume is not None:
+        start_step = restore(resume, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema, extra=extra)
+        apply_optim_config(optimizer, scheduler, cfg.optim)
+        apply_optim_config(disc_opt, None, cfg.optim, lr=cfg.loss.disc_lr)
+        log.info("resumed from %s at step %d", resume.path, start_step)
+        del resume
 
     # 3. Loop over curriculum stages (a new loader each time the stage changes)
     monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
@@ -130,18 +144,19 @@ def main(argv=None) -> dict:
         if idx != stage_idx:
             stage_idx, (_, tiers, frames) = idx, plan[idx]
             end = plan[idx + 1][0] if idx + 1 < len(plan) else cfg.run.max_steps
-            dataset, _, loader = build_loader(cfg.data, resolutions=tiers, num_frames=frames, dp_world=env.dp_world,
-                                              dp_rank=env.dp_rank, grad_accum=cfg.optim.grad_accum,
-                                              seed=cfg.run.seed, start_step=step, max_steps=min(end, cfg.run.max_steps))
+            dataset = datasets[idx]
+            _, loader = build_loader(dataset, cfg.data, dp_world=env.dp_world, dp_rank=env.dp_rank,
+                                     grad_accum=cfg.optim.grad_accum, seed=cfg.run.seed, start_step=step,
+                                     max_steps=min(end, cfg.run.max_steps), pin_memory=device.type == "cuda")
             it = iter(loader)
             log.info("curriculum stage %d from step %d: resolutions %s, %d frames", idx, step, tiers, frames)
         use_adv = step >= cfg.loss.disc_start
-        sums = {k: torch.zeros(()) for k in ("loss", "l1", "lpips", "kl", "adv", "loss_d", "psnr")}
+        sums = {k: torch.zeros((), device=device) for k in ("loss", "l1", "lpips", "kl", "adv", "loss_d", "psnr")}
         samples = tokens = 0
         pairs = []  # (real, detached fake) per micro-batch, for the D step after all G micro-steps
         for _ in range(cfg.optim.grad_accum):
             batch = next(it)
-            x = batch["pixels"].to(device)
+            x = pixels_to_unit(batch["pixels"].to(device, non_blocking=True))
             eps = posterior_noise(latent_shape_of(vae_config, tuple(x.shape)), batch["slot"].tolist(), step=step,
                                   seed=cfg.run.seed).to(device)
             recon, moments = model(x, eps)
@@ -151,10 +166,10 @@ def main(argv=None) -> dict:
                                              use_adv=use_adv)
             (loss / cfg.optim.grad_accum).backward()
             pairs.append((x, recon.detach()))
-            sums["loss"] += loss.detach().cpu() / cfg.optim.grad_accum
+            sums["loss"] += loss.detach() / cfg.optim.grad_accum
             for k, v in terms.items():
-                sums[k] += v.float().cpu() / cfg.optim.grad_accum
-            sums["psnr"] += psnr(recon.detach(), x) / cfg.optim.grad_accum
+                sums[k] += v.detach().float() / cfg.optim.grad_accum
+            sums["psnr"] += psnr_db(recon.detach(), x) / cfg.optim.grad_accum
             samples += x.shape[0] * env.dp_world
             tokens += x.shape[0] * env.dp_world * x.shape[2] * x.shape[3] * x.shape[4]
         disc_opt.zero_grad(set_to_none=True)  # drop the discriminator gradients of the G loss
@@ -162,7 +177,7 @@ def main(argv=None) -> dict:
             for x, fake in pairs:
                 loss_d = discriminator_loss(disc, x, fake) / cfg.optim.grad_accum
                 loss_d.backward()
-                sums["loss_d"] += loss_d.detach().cpu()
+                sums["loss_d"] += loss_d.detach()
         grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -175,7 +190,7 @@ def main(argv=None) -> dict:
         if ema is not None:
             ema.update(model)
         step += 1
-        scalars = {k: float(all_reduce_mean(v)) for k, v in sums.items()}
+        scalars = {k: float(v) for k, v in mean_over_ranks(sums, device).items()}
         losses[step], psnrs[step] = scalars["loss"], scalars["psnr"]
         monitor.step(step, {**scalars, "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
                      log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
@@ -183,29 +198,24 @@ def main(argv=None) -> dict:
             monitor.video(step, "recon", torch.cat([x[0], recon[0].detach()], dim=-1).float().cpu() / 2 + 0.5)
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
-            save_training_state(out_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                                config=to_dict(cfg), extra=extra, is_main=env.is_main)
+            checkpointer.save(step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                              config=to_dict(cfg), model_config=vae_config, extra=extra)
         if stopping:
             log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
             break
 
-    # 4. Export the released VAE layout (vae/config.json + pytorch_model.pt; loads with hyvideo.checkpoint.io.load_vae)
-    if step >= cfg.run.max_steps:
-        sd = ema.full_state_dict() if ema is not None else model_state(model)
-        if env.is_main:
-            from hyvideo.checkpoint.io import save_atomic  # noqa: PLC0415
-
-            folder = out_dir / "export" / "vae"
-            save_atomic({"state_dict": {k.removeprefix("vae."): v for k, v in sd.items()}},
-                        folder / "pytorch_model.pt")
-            (folder / "config.json").write_text(json.dumps(vae_config, indent=1))
-            log.info("exported %s", folder)
+    last = checkpointer.wait()
     monitor.close()
     if dataset is not None and dataset.skipped:
         log.warning("data: skipped %s", dict(dataset.skipped))
     destroy()
+    # 4. Export the released VAE layout from the final checkpoint (rank 0, streaming, EMA weights when on):
+    #    out_dir/export/vae/{config.json, pytorch_model.pt}, loads with hyvideo.checkpoint.io.load_vae
+    if step >= cfg.run.max_steps and env.is_main:
+        folder = export_vae(last, out_dir / "export" / "vae", vae_config)
+        log.info("exported %s", folder)
     return {"losses": losses, "psnr": psnrs, "last_step": step, "out_dir": str(out_dir)}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main, sys.argv[1:], "train_vae.py"))

@@ -325,10 +325,31 @@ def load_vae(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float16, d
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path.tmp`` then rename, so a crash never leaves a truncated checkpoint."""
+    """``torch.save`` to ``path.tmp``, ``fsync`` it, rename it to ``path``, then ``fsync`` the folder, so that
+    neither a crash nor a power loss leaves a truncated or empty checkpoint under the final name (without the
+    syncs the rename can reach the disk before the data)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk; a no-op where folders cannot be opened
+    (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)

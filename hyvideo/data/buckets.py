@@ -74,7 +74,7 @@ def closest_bucket(height: int, width: int, tier: str) -> tuple[int, int]:
 
 
 def resize_crop(frames: torch.Tensor, size: tuple[int, int], rng: random.Random | None = None,
-                native: bool = False) -> torch.Tensor:
+                native: bool = False, as_uint8: bool = False) -> torch.Tensor:
     """Resize frames to cover ``size`` (keeping aspect) and crop to it.
 
     Args:
@@ -83,9 +83,11 @@ def resize_crop(frames: torch.Tensor, size: tuple[int, int], rng: random.Random 
         rng: random crop offset when given; centre crop otherwise.
         native: crop at the source resolution (resize only if the frame is smaller than ``size``), as for
             VAE training on crops.
+        as_uint8: return uint8 ``[0, 255]`` (rounded after the resize): a quarter of the bytes through the
+            loader's shared memory and pinned copies; :func:`pixels_to_unit` converts on the device.
 
     Returns:
-        ``[3, T, h, w]`` float32 in [-1, 1].
+        ``[3, T, h, w]`` float32 in [-1, 1], or uint8 with ``as_uint8``.
     """
     h, w = size
     x = frames.permute(0, 3, 1, 2).float()  # [T, 3, H, W]
@@ -99,4 +101,14 @@ def resize_crop(frames: torch.Tensor, size: tuple[int, int], rng: random.Random 
     if rng is not None:
         top, left = rng.randint(0, new_h - h), rng.randint(0, new_w - w)
     x = x[:, :, top:top + h, left:left + w]
+    if as_uint8:
+        return x.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3).contiguous()
     return (x / 127.5 - 1.0).clamp(-1, 1).permute(1, 0, 2, 3).contiguous()
+
+
+def pixels_to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels ``[..., 3, T, H, W]`` in [0, 255] -> float32 in [-1, 1] (``x / 127.5 - 1``; run it on the
+    training device after the copy). Float input is returned as float32 unchanged."""
+    if pixels.dtype != torch.uint8:
+        return pixels.float()
+    return pixels.float().div_(127.5).sub_(1.0)

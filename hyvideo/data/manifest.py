@@ -45,34 +45,60 @@ class ClipRecord:
         return Path(self.path).suffix.lower() in IMAGE_EXTS
 
 
+class ManifestError(ValueError):
+    """A manifest cannot be used: missing, unreadable, a bad line (the message names ``file:line``)."""
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, row)`` pairs of a JSONL (1-based file lines; blank lines skipped) or Parquet file."""
+    if path.suffix == ".jsonl":
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ManifestError(f"cannot read manifest {path}: {e}") from None
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno}): {line[:80]!r}") from None
+        return rows
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        try:
+            return list(enumerate(pq.read_table(path).to_pylist(), start=1))
+        except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise ManifestError(f"cannot read Parquet manifest {path}: {e}") from None
+    raise ManifestError(f"manifest must be .jsonl or .parquet, got {path}")
+
+
 def read_manifest(path: str | Path) -> list[ClipRecord]:
     """Read a ``.jsonl`` (one JSON object per line) or ``.parquet`` manifest.
 
+    Columns that are not :class:`ClipRecord` fields (the curation scores ``clarity``, ``motion``,
+    ``rejected_by``, ...) are kept in ``record.extra``.
+
     Raises:
         FileNotFoundError: the manifest does not exist.
-        ValueError: unknown file type or a record without ``path``. Columns that are not
-            :class:`ClipRecord` fields (the curation scores ``clarity``, ``motion``, ``rejected_by``, ...)
-            are kept in ``record.extra``.
+        ManifestError: unreadable file, unknown file type, or a bad record (invalid JSON, not an object, no
+            ``path``, a non-integer frame/size field): the message names ``file:line`` (Parquet: row number).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # noqa: PLC0415
-
-        rows = pq.read_table(path).to_pylist()
-    else:
-        raise ValueError(f"manifest must be .jsonl or .parquet, got {path}")
     fields = set(ClipRecord.__dataclass_fields__) - {"extra"}
     records = []
-    for i, row in enumerate(rows):
+    for i, row in _read_rows(path):
+        if not isinstance(row, dict):
+            raise ManifestError(f"{path}:{i}: a record must be a JSON object, got {type(row).__name__}")
         row = {k: v for k, v in row.items() if v is not None}
         if "path" not in row:
-            raise ValueError(f"{path}:{i + 1}: record without 'path'")
+            raise ManifestError(f"{path}:{i}: record without 'path'")
         if not isinstance(row["path"], str) or not row["path"]:
-            raise ValueError(f"{path}:{i + 1}: 'path' must be a non-empty string, got {row['path']!r}")
+            raise ManifestError(f"{path}:{i}: 'path' must be a non-empty string, got {row['path']!r}")
         extra = {k: row.pop(k) for k in set(row) - fields}
         caption = row.get("caption")
         if isinstance(caption, str) and caption.lstrip().startswith("{"):
@@ -86,7 +112,13 @@ def read_manifest(path: str | Path) -> list[ClipRecord]:
             row["caption"] = str(caption)
         for key in ("start_frame", "end_frame", "width", "height", "num_frames"):
             if key in row:
-                row[key] = int(row[key])
+                try:
+                    row[key] = int(row[key])
+                except (TypeError, ValueError):
+                    raise ManifestError(f"{path}:{i}: '{key}' must be an integer, got {row[key]!r}") from None
+        for key in ("start_time", "end_time", "fps"):
+            if key in row and (isinstance(row[key], bool) or not isinstance(row[key], (int, float))):
+                raise ManifestError(f"{path}:{i}: '{key}' must be a number, got {row[key]!r}")
         row["tier"] = str(row.get("tier", ""))
         p = Path(row["path"])
         row["path"] = str(p if p.is_absolute() else path.parent / p)

@@ -103,6 +103,8 @@ class VideoClipDataset(Dataset):
         use_images_from_videos: also add a 1-frame ``"image"`` sample per video record.
         caption_drop_p: field dropout when flattening structured captions.
         native_crop: crop buckets from frames at their source resolution instead of resizing to cover.
+        uint8_pixels: ``pixels`` as uint8 [0, 255] (training loaders: 4x less through worker shared memory;
+            :func:`hyvideo.data.buckets.pixels_to_unit` converts on the device) instead of float32 [-1, 1].
 
     Raises:
         ValueError: ``num_frames`` is not ``1 + 4k``, an unknown tier, or no usable sample at all.
@@ -110,12 +112,13 @@ class VideoClipDataset(Dataset):
 
     def __init__(self, records: list[ClipRecord], *, tiers=("256",), num_frames: int = 1, fps: float = 24.0,
                  seed: int = 0, random_crop: bool = False, use_images_from_videos: bool = False,
-                 caption_drop_p: float = 0.0, max_retries: int = 8, native_crop: bool = False):
+                 caption_drop_p: float = 0.0, max_retries: int = 8, native_crop: bool = False,
+                 uint8_pixels: bool = False):
         if num_frames < 1 or (num_frames - 1) % 4:
             raise ValueError(f"num_frames must be 1 + 4k, got {num_frames}")
         self.records, self.num_frames, self.fps, self.seed = records, num_frames, fps, seed
         self.random_crop, self.caption_drop_p, self.max_retries = random_crop, caption_drop_p, max_retries
-        self.native_crop = native_crop
+        self.native_crop, self.uint8_pixels = native_crop, uint8_pixels
         self.skipped: Counter = Counter()
         self.meta: dict[int, tuple[int, int, float, int]] = {}
         self.samples: list[Sample] = []
@@ -201,7 +204,8 @@ class VideoClipDataset(Dataset):
         """Load one sample; ``key`` is ``(index, step, slot)`` or a plain index.
 
         Returns:
-            dict with ``pixels`` ``[3, T, h, w]`` float32 in [-1, 1], ``caption`` str, ``index`` int,
+            dict with ``pixels`` ``[3, T, h, w]`` float32 in [-1, 1] (uint8 in [0, 255] with ``uint8_pixels``),
+            ``caption`` str, ``index`` int,
             ``slot`` int (position in the global batch; -1 for plain indices), ``bucket`` tuple.
         """
         idx, step, slot = key if isinstance(key, tuple) else (key, 0, -1)
@@ -232,7 +236,8 @@ class VideoClipDataset(Dataset):
             first = start + (rng.randint(0, end - start - need) if self.random_crop else (end - start - need) // 2)
             indices = [first + k * stride for k in range(s.num_frames)]
         frames = decode_frames(rec.path, indices)
-        pixels = resize_crop(frames, s.size, rng if self.random_crop else None, native=self.native_crop)
+        pixels = resize_crop(frames, s.size, rng if self.random_crop else None, native=self.native_crop,
+                             as_uint8=self.uint8_pixels)
         caption = caption_text(rec.caption, rng if self.caption_drop_p > 0 else None, self.caption_drop_p)
         return {"pixels": pixels, "caption": caption, "index": j, "slot": slot, "bucket": s.bucket}
 

@@ -106,7 +106,7 @@ class HYVideoDiffusionTransformer(nn.Module):
 
     @classmethod
     def from_config(cls, config: str | os.PathLike | dict[str, Any], **overrides) -> "HYVideoDiffusionTransformer":
-        """Build from a dict or a JSON file of constructor kwargs (e.g. ``configs/dit_13b.json``).
+        """Build from a dict or a JSON file of constructor kwargs (e.g. ``hyvideo/configs/dit_13b.json``).
 
         Raises:
             TypeError: an unknown key (the message lists it).

@@ -23,6 +23,12 @@ class RMSNorm(nn.Module):
         y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
         return y * self.weight if self.weight is not None else y
 
+    def reset_parameters(self) -> None:
+        """The constructor's init (weight = 1), for a model built on the ``meta`` device and materialised with
+        ``to_empty`` (``hyvideo.training.meta_init``)."""
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+
 
 def layer_norm(dim: int, affine: bool = False, device=None, dtype=None) -> nn.LayerNorm:
     """LayerNorm with eps 1e-6; the DiT's ``*_norm1/2``, ``pre_norm`` and ``norm_final`` have no affine."""

@@ -7,6 +7,8 @@ encoder/decoder ``down_blocks`` / ``up_blocks`` / ``mid_block``, the discriminat
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn as nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
@@ -56,7 +58,7 @@ def apply_compile(model: nn.Module) -> nn.Module:
 
 
 def apply_fsdp(model: nn.Module, mesh: DeviceMesh, precision: str = "fp32",
-               extra_units: tuple[nn.Module, ...] = ()) -> nn.Module:
+               extra_units: tuple[nn.Module, ...] = (), fp32_inputs: tuple[str, ...] = ()) -> nn.Module:
     """FSDP2 ``fully_shard`` on each block, then on the root (params sharded on dim 0 over ``mesh``).
 
     Args:
@@ -64,23 +66,61 @@ def apply_fsdp(model: nn.Module, mesh: DeviceMesh, precision: str = "fp32",
         mesh: 1-D device mesh over the data(+sequence)-parallel ranks.
         precision: "bf16" computes in bf16 with fp32 master weights and fp32 gradient reduction; "fp32".
         extra_units: further submodules to shard separately (e.g. the discriminator).
+        fp32_inputs: names of root ``forward`` arguments that stay as given under bf16 (the DiT's timesteps
+            ``t`` and ``guidance``). FSDP2's policy would cast every floating input of the root to bf16, and
+            ``t = sigma * 1000`` in bf16 has a spacing of 4 above 512, while sampling embeds fp32 ``t``. The root
+            then casts the other floating inputs itself (:func:`_cast_inputs_except`).
 
     Returns:
         The same module (now an ``FSDPModule``); gradients are averaged over the mesh.
     """
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \
+    bf16 = precision == "bf16"
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
         else MixedPrecisionPolicy()
     for parent, attr in blocks_of(model):
         fully_shard(getattr(parent, attr), mesh=mesh, mp_policy=mp)
     for unit in extra_units:
         fully_shard(unit, mesh=mesh, mp_policy=mp)
-    fully_shard(model, mesh=mesh, mp_policy=mp)
+    if bf16 and fp32_inputs:
+        root_mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
+                                       cast_forward_inputs=False)
+        fully_shard(model, mesh=mesh, mp_policy=root_mp)
+        model.register_forward_pre_hook(_cast_inputs_except(model, fp32_inputs, torch.bfloat16), with_kwargs=True)
+    else:
+        fully_shard(model, mesh=mesh, mp_policy=mp)
     return model
 
 
+def _cast_inputs_except(model: nn.Module, keep: tuple[str, ...], dtype: torch.dtype):
+    """Forward pre-hook casting the floating tensor arguments of ``model.forward`` to ``dtype``, except the
+    arguments named in ``keep`` (matched by name through the signature, positional or keyword).
+
+    Raises:
+        ValueError: a name in ``keep`` is not a parameter of ``model.forward``.
+    """
+    sig = inspect.signature(model.forward)
+    unknown = sorted(set(keep) - set(sig.parameters))
+    if unknown:
+        raise ValueError(f"fp32_inputs {unknown} are not arguments of {type(model).__name__}.forward "
+                         f"({list(sig.parameters)})")
+
+    def hook(module, args, kwargs):
+        bound = sig.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            if name not in keep and torch.is_tensor(value) and value.is_floating_point():
+                bound.arguments[name] = value.to(dtype)
+        return bound.args, bound.kwargs
+
+    return hook
+
+
 def parallelize(model: nn.Module, mesh: DeviceMesh, *, engine: str = "fsdp", precision: str = "fp32",
-                activation_checkpointing: bool = False, compile: bool = False) -> nn.Module:
+                activation_checkpointing: bool = False, compile: bool = False,
+                fp32_inputs: tuple[str, ...] = ()) -> nn.Module:
     """AC -> compile -> FSDP2 per the run config (``engine="none"`` skips sharding: single process only).
+
+    ``fp32_inputs``: see :func:`apply_fsdp`. Works on a model built on the ``meta`` device (nothing is
+    allocated; ``to_empty`` then materialises this rank's shards only).
 
     Raises:
         ValueError: ``engine="none"`` with more than one rank, or an engine this build does not provide.
@@ -90,7 +130,7 @@ def parallelize(model: nn.Module, mesh: DeviceMesh, *, engine: str = "fsdp", pre
     if compile:
         apply_compile(model)
     if engine == "fsdp":
-        return apply_fsdp(model, mesh, precision)
+        return apply_fsdp(model, mesh, precision, fp32_inputs=fp32_inputs)
     if engine == "none":
         if mesh.size() > 1:
             raise ValueError("parallel.engine='none' cannot run on more than one rank; use 'fsdp'")

@@ -59,34 +59,54 @@ class TextConditioner:
         return {"text_states": states.float(), "text_mask": mask.long(), "text_states_2": pooled.float()}
 
 
+def frozen_vae_precision(device: torch.device) -> torch.dtype:
+    """Weight / compute dtype of the frozen VAE on ``device``: bf16 on CUDA (fp16 where the GPU has no bf16),
+    float32 on CPU (bf16 convs are not fast on every CPU; exact reference numerics for CPU tests)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
 def build_frozen_vae(cfg: DiTModelConfig, device: torch.device, seed: int = 0):
-    """The VAE used to encode training clips: weights from ``model.vae_weights`` (a ``vae/`` folder or a state
-    dict file), or seeded random weights when empty (tests only: the same on every rank).
+    """The VAE used to encode training clips and decode sample latents, tiled (``model.vae_tiling``, default on)
+    and in :func:`frozen_vae_precision` (bf16 on CUDA).
+
+    Tiling (spatial and temporal, the released sampler's ``--vae-tiling``) bounds the activation memory: untiled,
+    the first encoder conv of one 720p x 129-frame clip is a [1, 128, 129, 720, 1280] fp32 tensor (~57 GiB).
+    Weights from ``model.vae_weights`` (a ``vae/`` folder or a state dict file), or seeded random weights when
+    empty (tests only: the same on every rank).
 
     Raises:
         FileNotFoundError: ``vae_weights`` is set but missing.
     """
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
 
+    dtype = frozen_vae_precision(device)
     path = Path(cfg.vae_weights) if cfg.vae_weights else None
     if path is not None and path.is_dir():
         from hyvideo.checkpoint.io import load_vae  # noqa: PLC0415
 
-        return load_vae(path, dtype=torch.float32, device=device).requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vae = AutoencoderKLCausal3D.from_config(cfg.vae_config)
-    if path is not None:
-        from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
-        from hyvideo.training.state import read_weights  # noqa: PLC0415
+        vae = load_vae(path, dtype=dtype, device=device)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            vae = AutoencoderKLCausal3D.from_config(cfg.vae_config)
+        if path is not None:
+            from hyvideo.checkpoint.io import load_into  # noqa: PLC0415
+            from hyvideo.training.state import read_weights  # noqa: PLC0415
 
-        load_into(vae, read_weights(path), path)
-    return vae.to(device).eval().requires_grad_(False)
+            load_into(vae, read_weights(path), path)
+        vae = vae.to(device=device, dtype=dtype)
+    vae.enable_tiling(cfg.vae_tiling)
+    return vae.eval().requires_grad_(False)
 
 
 @torch.no_grad()
 def encode_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
-    """Unscaled latent means ``[B, C_z, T_z, H_z, W_z]`` float32 of pixels ``[B, 3, T, H, W]`` in [-1, 1]
-    (``latent_dist.mode()``, as the released I2V latent cache; multiply by ``latent_scale`` to train)."""
+    """Unscaled latent means ``[B, C_z, T_z, H_z, W_z]`` float32 of pixels ``[B, 3, T, H, W]`` (uint8 in
+    [0, 255] or float in [-1, 1]; ``latent_dist.mode()``, as the released I2V latent cache; multiply by
+    ``latent_scale`` to train)."""
+    from hyvideo.data.buckets import pixels_to_unit  # noqa: PLC0415
+
     dtype = next(vae.parameters()).dtype
-    return vae.encode(pixels.to(dtype)).latent_dist.mode().float()
+    return vae.encode(pixels_to_unit(pixels).to(dtype)).latent_dist.mode().float()

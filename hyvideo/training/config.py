@@ -9,6 +9,7 @@ default. Every checkpoint stores the resolved config (:func:`to_dict`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +20,17 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config key or value is invalid (unknown key, bad type, inconsistent values)."""
+    """A config key or value is invalid (unknown key, bad type, inconsistent values); the training CLIs print
+    its message and exit with status 2."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -34,8 +45,17 @@ class RunConfig:
     resume: str = "auto"  # "auto" (latest in out_dir if any), "never", or a checkpoint path
     init_from: str = ""  # previous stage's checkpoint: weights (+EMA) only, fresh optimizer and step 0
     stop_after: int = 0  # debugging/tests: exit cleanly after this step without finishing (0 = off)
+    async_checkpoint: bool = False  # write checkpoints in a background thread (torch.distributed.checkpoint)
     tensorboard: bool = True
     tqdm: bool = True
+
+    def __post_init__(self):
+        _require(self.max_steps > 0, f"run.max_steps must be > 0 (optimizer steps to train), got {self.max_steps}")
+        _require(self.log_every >= 1, f"run.log_every must be >= 1, got {self.log_every}")
+        for key in ("ckpt_every", "sample_every", "stop_after"):
+            _require(getattr(self, key) >= 0, f"run.{key} must be >= 0 (0 = off), got {getattr(self, key)}")
+        _require(bool(self.resume), "run.resume must be 'auto', 'never' or a checkpoint path, got ''")
+        _require(bool(self.out_dir), "run.out_dir must be a folder, got ''")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +81,9 @@ class DataConfig:
         for kind, weight in self.mix:
             if kind not in ("video", "image") or weight < 0:
                 raise ConfigError(f"data.mix entries are (video|image, weight >= 0), got {(kind, weight)}")
+        _require(any(w > 0 for _, w in self.mix), f"data.mix needs a kind with weight > 0, got {list(self.mix)}")
+        _require(_finite(self.fps) and self.fps > 0, f"data.fps must be > 0 (frames per second), got {self.fps}")
+        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +108,19 @@ class OptimConfig:
                               f"got {self.decay_steps}")
         if self.min_lr < 0:
             raise ConfigError(f"optim.min_lr must be >= 0, got {self.min_lr}")
+        _require(_finite(self.lr) and self.lr > 0, f"optim.lr must be a finite number > 0, got {self.lr}")
+        _require(all(_finite(b) and 0.0 <= b < 1.0 for b in self.betas),
+                 f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        _require(_finite(self.eps) and self.eps > 0, f"optim.eps must be > 0, got {self.eps}")
+        _require(_finite(self.weight_decay) and self.weight_decay >= 0,
+                 f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _require(_finite(self.warmup_min_lr) and self.warmup_min_lr >= 0,
+                 f"optim.warmup_min_lr must be >= 0, got {self.warmup_min_lr}")
+        _require(_finite(self.grad_clip) and self.grad_clip >= 0,
+                 f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        _require(_finite(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
+                 f"optim.ema_decay must be in [0, 1) (0 = no EMA), got {self.ema_decay}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +158,10 @@ class FlowConfig:
             raise ConfigError(f"flow.timestep_sampling must be logit_normal|uniform, got {self.timestep_sampling!r}")
         if not 0.0 <= self.text_dropout <= 1.0:
             raise ConfigError(f"flow.text_dropout must be in [0, 1], got {self.text_dropout}")
+        for key in ("shift", "logit_std", "sample_shift"):
+            _require(_finite(getattr(self, key)) and getattr(self, key) > 0,
+                     f"flow.{key} must be > 0, got {getattr(self, key)}")
+        _require(self.sample_steps >= 1, f"flow.sample_steps must be >= 1, got {self.sample_steps}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +169,7 @@ class DiTModelConfig:
     dit_config: str = "hyvideo/configs/dit_tiny.json"  # JSON of HYVideoDiffusionTransformer kwargs
     vae_config: str = "hyvideo/configs/vae_tiny.json"  # JSON of AutoencoderKLCausal3D kwargs (on-the-fly latents)
     vae_weights: str = ""  # VAE state dict (.pt/.safetensors); "" = random (tests only)
+    vae_tiling: bool = True  # tiled VAE encode/decode (bounded memory; needed from 360p up on a GPU)
     text_encoder: str = "tiny"  # "tiny" (hyvideo.testing.tiny_text, offline) or a directory of released encoders
     text_max_length: int = 32  # LLM tokens kept (released: 256)
     latent_scale: float = 0.476986  # multiplies VAE latents (caches store them unscaled)
@@ -156,6 +197,16 @@ class VAELossConfig:
     disc_layers: int = 3
     lpips_vgg: str = ""  # torchvision vgg16 state dict; "" = random trunk (tests only)
     lpips_lin: str = ""  # lpips package's weights/v0.1/vgg.pth; "" = random heads (tests only)
+
+    def __post_init__(self):
+        for key in ("l1_weight", "lpips_weight", "adv_weight", "kl_weight"):
+            _require(_finite(getattr(self, key)) and getattr(self, key) >= 0,
+                     f"loss.{key} must be >= 0, got {getattr(self, key)}")
+        _require(_finite(self.disc_lr) and self.disc_lr > 0, f"loss.disc_lr must be > 0, got {self.disc_lr}")
+        _require(self.disc_start >= 0, f"loss.disc_start must be >= 0, got {self.disc_start}")
+        _require(self.disc_channels >= 1 and self.disc_layers >= 1,
+                 f"loss.disc_channels and loss.disc_layers must be >= 1, got {self.disc_channels}, "
+                 f"{self.disc_layers}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,20 +313,28 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         An instance of ``cls``; nested sections are their dataclasses, lists become tuples.
 
     Raises:
-        ConfigError: unknown key, malformed override, or a value of the wrong type.
-        FileNotFoundError: ``path`` does not exist.
+        ConfigError: missing or malformed file, unknown key, malformed override, a value of the wrong type or
+            out of range.
     """
     tree: dict = {}
     if path:
-        text = Path(path).read_text()
-        tree = yaml.safe_load(text) or {}
+        if not Path(path).is_file():
+            raise ConfigError(f"--config file not found: {path}")
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--config {path} is not valid YAML: {e}") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        _set_path(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not a YAML scalar/list: {e}") from None
+        _set_path(tree, key.strip(), value)
     return _build(cls, tree)
 
 

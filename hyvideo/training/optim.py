@@ -12,9 +12,16 @@ from .config import OptimConfig
 
 
 def build_optimizer(params, cfg: OptimConfig, lr: float | None = None) -> torch.optim.AdamW:
-    """AdamW over ``params`` (``foreach`` off: it does not support mixed DTensor / plain tensors everywhere)."""
-    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=cfg.lr if lr is None else lr,
-                             betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=False)
+    """AdamW over ``params``: the fused kernel on CUDA, the multi-tensor (``foreach``) one elsewhere.
+
+    Both take FSDP2's DTensor parameters (all parameters of a sharded model are DTensors, the root included,
+    so lists are never mixed); a per-parameter loop over the ~840 shards of the 13B DiT is what they replace.
+    """
+    params = [p for p in params if p.requires_grad]
+    on_cuda = bool(params) and all(p.device.type == "cuda" for p in params)
+    impl = {"fused": True} if on_cuda else {"foreach": True}
+    return torch.optim.AdamW(params, lr=cfg.lr if lr is None else lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                             weight_decay=cfg.weight_decay, **impl)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
@@ -40,7 +47,7 @@ def clip_grad_norm(module: nn.Module, max_norm: float) -> float:
     params = [p for p in module.parameters() if p.grad is not None]
     if not params:
         return 0.0
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"), foreach=False)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"), foreach=True)
     if hasattr(norm, "full_tensor"):
         norm = norm.full_tensor()
     return float(norm)

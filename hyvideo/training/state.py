@@ -1,23 +1,23 @@
-"""EMA weights and training checkpoints that survive a kill (atomic) and resume exactly.
+"""EMA weights, safe reading of weight files, and the single-file "full state" checkpoints of earlier versions.
 
-A training checkpoint is one ``torch.save`` file ``<out_dir>/checkpoints/step_XXXXXXXX.pt`` holding *full*
-(unsharded) state dicts, so it loads on any world size: ``model``, ``ema``, ``optimizer`` (FSDP2 full optimizer
-state via ``torch.distributed.checkpoint.state_dict``), ``scheduler``, ``sampler`` (the next step), ``rng``
-(torch / numpy / python states of rank 0; all training randomness is also re-derived from ``(seed, step,
-sample)``), ``config`` (the resolved run config), plus any ``extra`` modules (the VAE discriminator).
-Rank 0 writes to a temporary name and renames (:func:`hyvideo.checkpoint.io.save_atomic`).
+Training checkpoints are now sharded DCP folders (:mod:`hyvideo.training.checkpointing`). The format before
+was one ``torch.save`` file ``<out_dir>/checkpoints/step_XXXXXXXX.pt`` holding *full* (unsharded) state dicts
+gathered on rank 0: ``model``, ``ema``, ``optimizer`` (full FSDP2 optimizer state), ``scheduler``, ``sampler``
+(the next step), ``rng`` (rank 0's torch / numpy / python states), ``config``, ``model_config`` and ``extra``
+modules (the VAE discriminator). Such files still resume (:func:`restore_training_state`);
+:func:`save_training_state` still writes them (tests, and ``scripts/bench_train_memory.py`` compares its memory).
 
-:func:`export_dit` writes the inference layout ``sample_video.py --dit-weight`` loads: ``{"module": sd,
-"ema": sd}`` plus ``config.json`` beside it.
+Every file is read with ``weights_only=True`` (:func:`safe_load`; the numpy RNG types of old checkpoints are
+allow-listed) or as safetensors: a pickle payload is refused, never run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import pickle
 import random
-import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,10 +34,56 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hyvideo.checkpoint.io import save_atomic
 
+from .config import ConfigError
+
 log = logging.getLogger(__name__)
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
-_CKPT_RE = re.compile(r"step_(\d{8})\.pt$")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint or weight file is refused: it holds pickled Python objects (which could run code), was made
+    for another model, or the run cannot continue from it. The training CLIs exit with status 2."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint cannot be read (zero bytes, truncated, incomplete); resume skips to the previous one."""
+
+
+def _numpy_rng_globals() -> list:
+    """The numpy types pickled by ``np.random.get_state()`` in the checkpoints of earlier versions (allowed for
+    ``weights_only=True``: plain arrays and dtypes, nothing callable beyond numpy's array reconstructor)."""
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` (memory-mapped when the file is zip-format): tensors, containers
+    and numbers only, plus the numpy RNG types of :func:`_numpy_rng_globals`.
+
+    Raises:
+        CheckpointError: the file references any other Python global (a pickle payload could run code); the
+            message names the global. Nothing from the file is executed.
+        CorruptCheckpointError: zero bytes, truncated or otherwise unreadable.
+    """
+    path = Path(path)
+    with torch.serialization.safe_globals(_numpy_rng_globals()):
+        try:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap can only be used" not in str(e) or path.stat().st_size == 0:
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)  # pre-zip format: no mmap
+        except pickle.UnpicklingError as e:
+            culprit = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), str(e).splitlines()[0])
+            raise CheckpointError(f"refusing to load {path}: it holds pickled Python objects, not only tensors "
+                                  f"({culprit}); loading it could run arbitrary code. Use files written by this "
+                                  f"trainer or .safetensors weights") from None
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+            size = path.stat().st_size if path.exists() else "missing"
+            raise CorruptCheckpointError(f"{path} ({size} bytes) is unreadable: "
+                                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def clean_name(name: str) -> str:
@@ -69,8 +115,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for n, p in model.named_parameters():
-            self.shadow[clean_name(n)].lerp_(p.detach().float(), 1.0 - self.decay)
+        """One multi-tensor ``lerp`` over all (local shards of the) parameters."""
+        names, params = zip(*[(clean_name(n), p.detach()) for n, p in model.named_parameters()])
+        params = [p if p.dtype == torch.float32 else p.float() for p in params]
+        torch._foreach_lerp_([self.shadow[n] for n in names], params, 1.0 - self.decay)
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return {n: (t.full_tensor() if isinstance(t, DTensor) else t).cpu().clone() for n, t in self.shadow.items()}
@@ -112,36 +160,25 @@ def checkpoint_dir(out_dir: str | Path) -> Path:
     return Path(out_dir) / "checkpoints"
 
 
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """Newest complete ``step_XXXXXXXX.pt`` under ``out_dir/checkpoints`` (temporary files are ignored)."""
-    files = sorted(p for p in checkpoint_dir(out_dir).glob("step_*.pt") if _CKPT_RE.search(p.name))
-    return files[-1] if files else None
-
-
-def resume_checkpoint(resume: str, out_dir: str | Path) -> Path | None:
-    """The checkpoint a run resumes from: ``run.resume`` is ``"auto"`` (newest under ``out_dir``, None when there
-    is none), ``"never"`` (None) or a checkpoint path."""
-    if resume == "auto":
-        return latest_checkpoint(out_dir)
-    return None if resume == "never" else Path(resume)
-
-
 def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, optimizer, scheduler,
-                        ema: EMA | None, config: dict, extra: dict | None = None, is_main: bool = True) -> Path:
-    """Gather and write the full training state after ``step`` optimizer steps (collective; rank 0 writes).
+                        ema: EMA | None, config: dict, model_config: dict | None = None, extra: dict | None = None,
+                        is_main: bool = True) -> Path:
+    """Gather and write the full training state after ``step`` optimizer steps in the earlier single-file format
+    (collective; rank 0 writes; the whole model, optimizer and EMA pass through rank 0's memory).
 
     Args:
         out_dir: run folder; the file is ``out_dir/checkpoints/step_{step:08d}.pt``.
         step: optimizer steps done; resuming starts at this step.
         model, optimizer, scheduler, ema: the training objects.
         config: resolved run config (plain dict).
+        model_config: the model's constructor config (a resume with another one is refused).
         extra: name -> ``(module, optimizer)`` pairs saved the same way (e.g. the discriminator).
         is_main: whether this rank writes.
 
     Returns:
         The checkpoint path.
     """
-    state = {"step": step, "config": config, "model": model_state(model),
+    state = {"step": step, "config": config, "model_config": model_config, "model": model_state(model),
              "optimizer": _optimizer_state(model, optimizer),
              "scheduler": scheduler.state_dict(), "sampler": {"step": step}, "rng": rng_state(),
              "ema": ema.full_state_dict() if ema is not None else None, "extra": {}}
@@ -157,32 +194,46 @@ def save_training_state(out_dir: str | Path, step: int, *, model: nn.Module, opt
     return path
 
 
-def load_training_state(path: str | Path, *, model: nn.Module, optimizer, scheduler, ema: EMA | None,
-                        extra: dict | None = None) -> int:
-    """Restore everything :func:`save_training_state` wrote (every rank reads the file); returns the step.
+def restore_training_state(path: Path, state: dict, *, model: nn.Module, optimizer, scheduler, ema: EMA | None,
+                           extra: dict | None = None) -> int:
+    """Restore a full-state checkpoint (:func:`save_training_state`, read by :func:`safe_load`) on every rank;
+    returns the step.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        KeyError: the checkpoint lacks EMA weights although EMA is on, or an ``extra`` module.
+        CheckpointError: another model's weights, no EMA weights although EMA is on, or no ``extra`` module.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    check_model_matches(model, state["model"], path)
     load_model_state(model, state["model"])
     _load_optimizer(model, optimizer, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if ema is not None:
         if state.get("ema") is None:
-            raise KeyError(f"{path} holds no EMA weights but optim.ema_decay > 0")
+            raise CheckpointError(f"{path} holds no EMA weights but optim.ema_decay > 0")
         ema.load_full_state_dict(state["ema"])
     for name, (module, opt) in (extra or {}).items():
         if name not in state["extra"]:
-            raise KeyError(f"{path} holds no {name!r} state; it has {sorted(state['extra'])}")
+            raise CheckpointError(f"{path} holds no {name!r} state; it has {sorted(state['extra'])}")
         load_model_state(module, state["extra"][name]["model"])
         _load_optimizer(module, opt, state["extra"][name]["optimizer"])
     set_rng_state(state["rng"])
     return int(state["sampler"]["step"])
+
+
+def check_model_matches(model: nn.Module, sd: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Raise a short :class:`CheckpointError` (not a wall of size mismatches) when ``sd`` is another model's.
+
+    Raises:
+        CheckpointError: missing / unexpected keys or shape mismatches, with counts, examples and a hint.
+    """
+    own = {clean_name(k): tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {own[k]}" for k in sorted(set(own) & set(sd))
+              if tuple(sd[k].shape) != own[k]]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{source} was written for another model ({len(shapes)} shape mismatches, e.g. {shapes[:2]}; "
+            f"{len(missing)} missing keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}). "
+            f"To train this model configuration, use a new run.out_dir or run.resume=never")
 
 
 def _optimizer_state(model: nn.Module, optimizer) -> dict:
@@ -206,34 +257,25 @@ def read_weights(path: str | Path, prefer_ema: bool = True) -> dict[str, torch.T
     """Model weights of a previous stage: a training checkpoint (EMA if present and preferred, else model),
     an exported ``{"module", "ema"}`` file, or a bare state dict / ``.safetensors``.
 
+    Every file is read with ``weights_only=True`` (:func:`safe_load`) or as safetensors.
+
     Raises:
-        FileNotFoundError: no file at ``path``.
+        CheckpointError: no file at ``path``, unreadable, not a state dict, or pickled Python objects.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"init_from checkpoint not found: {path}")
+        raise CheckpointError(f"weight file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file  # noqa: PLC0415
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = safe_load(path)
+    except CorruptCheckpointError as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
     for k in ("ema", "model", "module") if prefer_ema else ("model", "module", "ema"):
         if isinstance(state.get(k), dict) and state[k]:
             return state[k]
     return state
-
-
-def export_dit(out_dir: str | Path, model_sd: dict, ema_sd: dict | None, dit_config: dict) -> Path:
-    """Write ``out_dir/export/dit.pt`` (``{"module": ..., "ema": ...}``, the released layout) and
-    ``config.json`` beside it, for ``sample_video.py --dit-weight out_dir/export/dit.pt`` (``--load-key ema``
-    selects the EMA weights). Rank 0 only."""
-    folder = Path(out_dir) / "export"
-    folder.mkdir(parents=True, exist_ok=True)
-    obj = {"module": {k: v.contiguous() for k, v in model_sd.items()}}
-    if ema_sd is not None:
-        obj["ema"] = {k: v.to(model_sd[k].dtype) for k, v in ema_sd.items()}
-    path = save_atomic(obj, folder / "dit.pt")
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in dit_config.items() if not k.startswith("_")}, indent=1))
-    tmp.replace(folder / "config.json")
-    return path

@@ -46,7 +46,13 @@ def posterior_noise(shape: tuple[int, ...], slots: list[int], *, step: int, seed
     return torch.stack([torch.randn(shape[1:], generator=sample_generator(seed, step, s, "vae")) for s in slots])
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR in dB between videos in [-1, 1] (peak-to-peak 2), over all elements."""
+def psnr_db(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB between videos in [-1, 1] (peak-to-peak 2), over all elements: a 0-dim float32 tensor on
+    the inputs' device (no host sync, for the training loop's per-step sums)."""
     mse = (x.float().clamp(-1, 1) - y.float().clamp(-1, 1)).pow(2).mean()
-    return float(10 * torch.log10(4.0 / mse.clamp_min(1e-12)))
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """:func:`psnr_db` as a Python float (dB)."""
+    return float(psnr_db(x, y))

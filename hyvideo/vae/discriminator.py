@@ -47,6 +47,13 @@ class PatchDiscriminator3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x)
 
+    def init_weights(self) -> None:
+        """The constructor's conv init (normal, std 0.02), for a model built on the ``meta`` device and
+        materialised with ``to_empty`` (``hyvideo.training.meta_init``)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss ``0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_hat)))``."""

@@ -1,6 +1,6 @@
 """Benchmark VAE decode: our ``AutoencoderKLCausal3D`` vs diffusers' ``AutoencoderKLHunyuanVideo``, same weights.
 
-Released VAE config (``configs/vae_884_16c_hy.json``), random weights; checks the decoded videos agree, then
+Released VAE config (``hyvideo/configs/vae_884_16c_hy.json``), random weights; checks the decoded videos agree, then
 times both interleaved (warm-up, repeats, median) and prints time, ratio, peak memory (RSS high-water delta
 on CPU, read from a child process with a fixed mmap threshold as in bench_dit.py; ``max_memory_allocated`` on
 GPU) and FLOP/s against the measured matmul peak.

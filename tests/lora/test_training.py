@@ -108,10 +108,7 @@ def test_merge_and_unload_bakes_the_lora_into_a_plain_dit():
 
 
 def test_lora_on_an_fp8_base_trains_and_refuses_to_fuse():
-    try:  # the FP8 module moves to hyvideo.accel in the lead's refactor
-        from hyvideo.accel.fp8 import convert_to_fp8
-    except ImportError:
-        from hyvideo.quant.fp8 import convert_to_fp8
+    from hyvideo.accel.fp8 import convert_to_fp8
 
     model = small_dit()
     convert_to_fp8(model)

@@ -11,7 +11,7 @@ from vae_twin import RELEASED_CONFIG, TINY_CONFIG
 
 @pytest.fixture(scope="module")
 def tiny_vae() -> AutoencoderKLCausal3D:
-    """The tiny VAE (configs/vae_tiny.json), seeded random weights, eval mode."""
+    """The tiny VAE (hyvideo/configs/vae_tiny.json), seeded random weights, eval mode."""
     torch.manual_seed(0)
     return AutoencoderKLCausal3D.from_config(TINY_CONFIG).eval()
 
