@@ -78,7 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each whole model moved to the GPU only while it runs (the DiT must fit at once)")
     p.add_argument("--sequential-offload", action="store_true",
                    help="stream only the DiT's blocks from CPU memory; the other models stay on the device")
+    # LoRA (hyvideo.lora: diffusers / peft / musubi-tuner / ComfyUI files)
+    p.add_argument("--lora-path", action="append", default=[], help="LoRA file or folder (repeatable)")
+    p.add_argument("--lora-scale", action="append", type=float, default=[],
+                   help="scale per --lora-path (one value applies to all; default 1.0)")
+    p.add_argument("--lora-fuse", action="store_true", help="merge the LoRAs into the weights (faster sampling)")
     return p
+
+
+def lora_scales(args) -> list[float]:
+    """One scale per ``--lora-path`` (a single ``--lora-scale`` applies to all).
+
+    Raises:
+        ValueError: a missing LoRA file, a count mismatch, a non-finite scale.
+    """
+    import math  # noqa: PLC0415
+
+    for path in args.lora_path:
+        if not Path(path).exists():
+            raise ValueError(f"--lora-path {path} does not exist")
+    scales = args.lora_scale or [1.0]
+    if len(scales) == 1:
+        scales = scales * len(args.lora_path)
+    if len(scales) != len(args.lora_path):
+        raise ValueError(f"got {len(args.lora_scale)} --lora-scale values for {len(args.lora_path)} --lora-path; "
+                         "pass one per LoRA or a single one for all")
+    bad = [s for s in scales if not math.isfinite(s)]
+    if bad:
+        raise ValueError(f"--lora-scale must be finite, got {bad[0]}")
+    return scales
 
 
 def offload_mode(args) -> str:
@@ -151,6 +179,7 @@ def check_args(args) -> None:
     if args.ulysses_degree < 1:
         raise ValueError(f"--ulysses-degree must be >= 1, got {args.ulysses_degree}")
     offload_mode(args)
+    lora_scales(args)
     prepare_output_dir(args.save_path)
 
 
@@ -224,6 +253,23 @@ def shared_seed(args, env) -> int:
     return seed
 
 
+def apply_loras(args, dit) -> None:
+    """Load every ``--lora-path`` into the DiT with its scale; merge them with ``--lora-fuse``.
+
+    Raises:
+        ValueError: a LoRA of another model size or of an unknown key style (``hyvideo.lora.LoraFormatError``).
+    """
+    if not args.lora_path:
+        return
+    from hyvideo.lora import fuse_lora, load_lora_weights  # noqa: PLC0415
+
+    for path, scale in zip(args.lora_path, lora_scales(args)):
+        name = load_lora_weights(dit, path, scale=scale)
+        print(f"LoRA {name}: {path} (scale {scale})")
+    if args.lora_fuse:
+        print(f"LoRA fused into {fuse_lora(dit)} linears")
+
+
 def requests(args, env):
     """``(request, base seed)`` per video group: the single ``--prompt``, or one per line of ``--prompt-file``
     (base seed: the line's ``seed``, else ``--seed``, else 0, so a rerun finds the same names)."""
@@ -269,6 +315,7 @@ def main(argv=None) -> int:
                              dit_dtype=dt[args.precision], vae_dtype=dt[args.vae_precision],
                              text_dtype=dt[args.text_encoder_precision], device=device, fp8=args.use_fp8,
                              offload=offload_mode(args))
+        apply_loras(args, pipe.dit)
     except (FileNotFoundError, WeightLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

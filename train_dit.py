@@ -27,6 +27,7 @@ from hyvideo.training.builders import build_loader
 from hyvideo.training.checkpointing import Checkpointer, export_dit, find_resume, restore
 from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents
+from hyvideo.training.lora import build_lora_dit, export_lora, lora_model_config
 from hyvideo.training.config import DiTTrainConfig, dump_yaml, load_config, to_dict
 from hyvideo.training.meta_init import build_on_meta, init_sharded, load_full_weights, materialize
 from hyvideo.training.monitor import Monitor
@@ -119,29 +120,35 @@ def main(argv=None) -> dict:
     out_dir = Path(cfg.run.out_dir)
     # 0. Every input check before any heavy work (exit 2 with one message): config, data, resume target
     dataset, dit_config = preflight_dit(cfg)
+    saved_model_config = lora_model_config(cfg, dit_config) if cfg.lora.rank > 0 else dit_config
     resume = find_resume(cfg.run.resume, out_dir)
     if resume is not None:
         check_resume(resume.path, step=resume.step, saved_config=resume.config, saved_model=resume.model_config,
-                     cfg=cfg, model_config=dit_config)
+                     cfg=cfg, model_config=saved_model_config)
     env = init_distributed(cfg.parallel.sp_degree, cfg.parallel.backend)
+    torch.manual_seed(cfg.run.seed + env.rank)  # the global RNG (LoRA dropout); a resume restores its state
     log.info("resolved config:\n%s", dump_yaml(cfg))
     device = env.device
     configure_backends(device)
 
-    # 1. Model, sequence parallel, activation checkpointing, FSDP2, optimizer, EMA
-    model = build_dit(cfg, dit_config, env)
+    # 1. Model, sequence parallel, activation checkpointing, FSDP2 (LoRA: frozen base + adapters, DDP),
+    #    optimizer, EMA -- all on the trainable parameters (`trained`: the model, or the view of its adapters)
+    if cfg.lora.rank > 0:
+        model, trained = build_lora_dit(cfg, dit_config, env)
+    else:
+        model = trained = build_dit(cfg, dit_config, env)
     num_params = sum(p.numel() for p in model.parameters())  # global counts (DTensor shapes are global)
     guidance_embed = bool(dit_config["guidance_embed"])
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    optimizer = build_optimizer(trained.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
-    ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    ema = EMA(trained, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
 
     checkpointer = Checkpointer(out_dir, is_main=env.is_main, async_save=cfg.run.async_checkpoint)
 
     # 2. Resume (exact: model, EMA, optimizer, scheduler, sampler position, RNG; any world size)
     start_step = 0
     if resume is not None:
-        start_step = restore(resume, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)
+        start_step = restore(resume, model=trained, optimizer=optimizer, scheduler=scheduler, ema=ema)
         apply_optim_config(optimizer, scheduler, cfg.optim)
         log.info("resumed from %s at step %d", resume.path, start_step)
         del resume
@@ -159,8 +166,9 @@ def main(argv=None) -> dict:
     sp_check = None
     if cfg.parallel.sp_degree > 1:
         from hyvideo.parallel.sequence_parallel import check_sp_degree as sp_check  # noqa: PLC0415
+    low_precision_base = cfg.lora.rank > 0 and cfg.lora.base_dtype != "fp32"  # bf16 / fp8 base, fp32 adapters
     autocast = torch.autocast(device.type, torch.bfloat16) \
-        if cfg.parallel.precision == "bf16" and cfg.parallel.engine == "none" else nullcontext()
+        if (cfg.parallel.precision == "bf16" and cfg.parallel.engine == "none") or low_precision_base else nullcontext()
 
     # 4. Loop
     monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
@@ -184,13 +192,13 @@ def main(argv=None) -> dict:
             loss_sum += loss.detach()
             samples += latents.shape[0] * env.dp_world
             tokens += latents.shape[0] * env.dp_world * math.prod(latents.shape[2:]) // 4
-        grad_norm = clip_grad_norm(model, cfg.optim.grad_clip)
+        grad_norm = clip_grad_norm(trained, cfg.optim.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         if ema is not None:
-            ema.update(model)
+            ema.update(trained)
         step += 1
         losses[step] = float(mean_over_ranks({"loss": loss_sum}, device)["loss"])
         monitor.step(step, {"loss": losses[step], "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
@@ -203,20 +211,23 @@ def main(argv=None) -> dict:
                 monitor.video(step, "sample", (video.float() / 2 + 0.5).clamp(0, 1).cpu())
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after
         if (cfg.run.ckpt_every and step % cfg.run.ckpt_every == 0) or step == cfg.run.max_steps or stopping:
-            checkpointer.save(step, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema,
-                              config=to_dict(cfg), model_config=dit_config)
+            checkpointer.save(step, model=trained, optimizer=optimizer, scheduler=scheduler, ema=ema,
+                              config=to_dict(cfg), model_config=saved_model_config)
         if stopping:
             log.warning("run.stop_after=%d reached: stopping (resume continues from step %d)", step, step)
             break
 
     last = checkpointer.wait()
+    if cfg.lora.rank > 0 and step >= cfg.run.max_steps and env.is_main:
+        path = export_lora(model, trained, ema, out_dir, cfg, to_dict(cfg))
+        log.info("exported %s (sample_video.py --lora-path %s)", path, path)
     monitor.close()
     if getattr(dataset, "skipped", None):
         log.warning("data: skipped %s", dict(dataset.skipped))
     destroy()
     # 5. Export the inference layout from the final checkpoint (rank 0, streaming, no collectives):
     #    sample_video.py --dit-weight out_dir/export/dit.pt
-    if step >= cfg.run.max_steps and env.is_main:
+    if step >= cfg.run.max_steps and env.is_main and cfg.lora.rank == 0:
         path = export_dit(last, out_dir / "export", dit_config)
         log.info("exported %s (sample_video.py --dit-weight %s)", path, path)
     return {"losses": losses, "out_dir": str(out_dir), "last_step": step}

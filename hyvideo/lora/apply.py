@@ -23,6 +23,7 @@ from torch import nn
 from hyvideo.lora.formats import LoraFormatError, LoraState, lora_config_kwargs, parse_lora
 from hyvideo.lora.io import read_lora_file
 from hyvideo.lora.keymap import ModelKeys
+from hyvideo.utils.modules import clean_name
 
 _ORIGINAL = "_hyvideo_unfused_weight"  # attribute on a fused peft layer: the base weight before fusing (CPU)
 
@@ -31,7 +32,7 @@ def lora_layers(dit: nn.Module) -> list[tuple[str, nn.Module]]:
     """``[(module name, peft LoRA layer)]`` of the DiT, in module order."""
     from peft.tuners.lora import LoraLayer
 
-    return [(n, m) for n, m in dit.named_modules() if isinstance(m, LoraLayer)]
+    return [(clean_name(n), m) for n, m in dit.named_modules() if isinstance(m, LoraLayer)]
 
 
 def adapter_names(dit: nn.Module) -> list[str]:

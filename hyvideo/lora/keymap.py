@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from hyvideo.checkpoint.convert import official_to_diffusers_dit
+from hyvideo.utils.modules import clean_name
 
 _ROW_BITS = 32  # probe value = module id << 32 | row; rows of one linear stay far below 2**32
 # Sub-module names peft puts inside a wrapped linear; never LoRA targets themselves.
@@ -43,12 +44,13 @@ def linear_shapes(dit: nn.Module) -> dict[str, tuple[int, int]]:
     """
     shapes = {}
     for name, module in dit.named_modules():
+        name = clean_name(name)  # activation-checkpoint / compile wrappers
         if any(part in _PEFT_CHILDREN for part in name.split(".")):
             continue
         base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
         out_f, in_f = getattr(base, "out_features", None), getattr(base, "in_features", None)
-        weight = getattr(base, "weight", None)
-        if isinstance(out_f, int) and isinstance(in_f, int) and weight is not None and weight.dim() == 2:
+        # (the attributes, not the weight's shape: a block-swapped or offloaded weight is an empty placeholder)
+        if isinstance(out_f, int) and isinstance(in_f, int) and getattr(base, "weight", None) is not None:
             shapes[name] = (out_f, in_f)
     return shapes
 

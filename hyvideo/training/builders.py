@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from torch.utils.data import DataLoader
 
 from hyvideo.data.buckets import buckets_for_tier
@@ -71,6 +72,9 @@ def build_loader(dataset, data: DataConfig, *, dp_world: int, dp_rank: int, grad
     sampler = BucketBatchSampler(dataset.bucket_keys(), micro_batch=micro, dp_world=dp_world, dp_rank=dp_rank,
                                  grad_accum=grad_accum, mix=data.mix, seed=seed, start_step=start_step,
                                  max_steps=max_steps)
+    # Its own generator: creating the iterator draws the workers' base seed from it, not from the global RNG,
+    # whose restored state (LoRA dropout) a resumed run must see untouched.
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=fn, num_workers=data.num_workers,
-                        persistent_workers=data.num_workers > 0, pin_memory=pin_memory)
+                        persistent_workers=data.num_workers > 0, pin_memory=pin_memory,
+                        generator=torch.Generator().manual_seed(seed + start_step))
     return sampler, loader

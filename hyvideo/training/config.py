@@ -175,6 +175,36 @@ class DiTModelConfig:
     latent_scale: float = 0.476986  # multiplies VAE latents (caches store them unscaled)
 
 
+LORA_BASE_DTYPES = ("fp32", "bf16", "fp8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoraConfig:
+    """LoRA fine-tuning (``hyvideo.lora``): a frozen base DiT, trainable low-rank adapters. ``rank: 0`` = full
+    training. Defaults target the attention and MLP linears of the dual- and single-stream blocks."""
+
+    rank: int = 0  # LoRA rank r (0 = off: full fine-tune)
+    alpha: float | None = None  # delta_W = alpha / rank * B A; None = rank (scale 1)
+    dropout: float = 0.0  # on the LoRA branch input
+    target_modules: list[str] = field(default_factory=list)  # linear-name suffixes; [] = hyvideo.lora.DEFAULT_TARGETS
+    include_modulation: bool = False  # also adapt img_mod / txt_mod / modulation linears
+    base_dtype: str = "bf16"  # frozen base weights: fp32, bf16, or fp8 (e4m3 block linears, hyvideo.accel.fp8)
+    block_swap: bool = False  # base block weights in CPU memory, swapped in per use (hyvideo.accel.block_swap)
+    export_style: str = "diffusers"  # exported file's key style: diffusers, musubi, comfyui
+
+    def __post_init__(self):
+        _require(isinstance(self.rank, int) and self.rank >= 0, f"lora.rank must be an integer >= 0 (0 = full "
+                 f"fine-tune), got {self.rank!r}")
+        _require(self.alpha is None or (_finite(self.alpha) and self.alpha > 0),
+                 f"lora.alpha must be > 0 (or null = rank), got {self.alpha!r}")
+        _require(_finite(self.dropout) and 0.0 <= self.dropout < 1.0, f"lora.dropout must be in [0, 1), got "
+                 f"{self.dropout!r}")
+        _require(self.base_dtype in LORA_BASE_DTYPES, f"lora.base_dtype {self.base_dtype!r} is not one of "
+                 f"{LORA_BASE_DTYPES}")
+        _require(self.export_style in ("diffusers", "musubi", "comfyui"), f"lora.export_style "
+                 f"{self.export_style!r} is not one of diffusers, musubi, comfyui")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DiTTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
@@ -183,6 +213,7 @@ class DiTTrainConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass(frozen=True, kw_only=True)

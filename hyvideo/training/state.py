@@ -33,12 +33,12 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from hyvideo.checkpoint.io import save_atomic
+from hyvideo.utils.modules import clean_name
 
 from .config import ConfigError
 
 log = logging.getLogger(__name__)
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
-_WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
 
 
 class CheckpointError(ConfigError):
@@ -84,13 +84,6 @@ def safe_load(path: str | Path) -> Any:
             size = path.stat().st_size if path.exists() else "missing"
             raise CorruptCheckpointError(f"{path} ({size} bytes) is unreadable: "
                                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-
-
-def clean_name(name: str) -> str:
-    """Parameter name without activation-checkpoint / compile wrapper prefixes (= the state-dict key)."""
-    for prefix in _WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
 
 
 class EMA:
