@@ -5,7 +5,7 @@ was one ``torch.save`` file ``<out_dir>/checkpoints/step_XXXXXXXX.pt`` holding *
 gathered on rank 0: ``model``, ``ema``, ``optimizer`` (full FSDP2 optimizer state), ``scheduler``, ``sampler``
 (the next step), ``rng`` (rank 0's torch / numpy / python states), ``config``, ``model_config`` and ``extra``
 modules (the VAE discriminator). Such files still resume (:func:`restore_training_state`);
-:func:`save_training_state` still writes them (tests, and ``scripts/bench_train_memory.py`` compares its memory).
+:func:`save_training_state` still writes them (tests, and ``scripts/bench/bench_train_memory.py`` compares its memory).
 
 Every file is read with ``weights_only=True`` (:func:`safe_load`; the numpy RNG types of old checkpoints are
 allow-listed) or as safetensors: a pickle payload is refused, never run.

@@ -168,7 +168,11 @@ def test_each_unsupported_branch_gives_the_plain_path(branch, monkeypatch):
         assert _rel(out, ref) <= BF16_REL_TOL
         return
     assert not plan.on("cpu-bf16") and plan.on("attention=auto")
-    assert torch.equal(out, ref)  # exactly the plain model
+    from hyvideo.accel.cpu.dit import CPUDoubleStreamBlock  # noqa: PLC0415
+
+    assert not any(isinstance(m, CPUDoubleStreamBlock) for m in model.modules())
+    # the plain ops (the portable lean single block only reorders the sums): within the dtype's tolerance
+    assert _rel(out, ref) <= (1e-5 if branch == "fp32" else BF16_REL_TOL), _rel(out, ref)
     reason = {"isa": "bf16 not native on avx2", "onednn": "without oneDNN", "disabled": "disabled", "fp32": "dtype float32",
               "compiler": "bf16 not native"}[branch]
     assert reason in str(plan), str(plan)

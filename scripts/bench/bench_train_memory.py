@@ -1,8 +1,8 @@
 """Measure per-rank host memory (RSS) of DiT training start-up, checkpoint writes and weight loading, at world
 size 1 and 2 (torchrun, CPU, gloo), for the meta-device start-up and the single-file path it replaces.
 
-    python scripts/bench_train_memory.py                        # mid-size DiT (~170M params, 0.66 GB fp32)
-    python scripts/bench_train_memory.py --hidden 384 --double 3 --single 6 --out runs/bench_mem_small
+    python scripts/bench/bench_train_memory.py                        # mid-size DiT (~170M params, 0.66 GB fp32)
+    python scripts/bench/bench_train_memory.py --hidden 384 --double 3 --single 6 --out runs/bench_mem_small
 
 Each rank samples its own ``/proc/self/status`` every millisecond in a thread and reports, per phase, the peak
 anonymous RSS (process memory; file-backed pages of memory-mapped weight files are page cache and reported
@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
