@@ -93,6 +93,8 @@ def apply(dit: nn.Module | None = None, vae: nn.Module | None = None,
         _apply_dit(dit, device, options, plan)
     if vae is not None:
         _apply_vae(vae, device, options, plan)
+    if device.type == "cuda":  # the VAE's conv shapes repeat across tiles and steps: keep the autotuned kernels
+        torch.backends.cudnn.benchmark = True
     where = cpu_info().describe() if device.type == "cpu" else str(device)
     log.info("accel on %s: %s", where, plan)
     return plan

@@ -69,3 +69,23 @@ def test_fp8_halves_parameter_memory_of_the_13b_model():
     convert_to_fp8(model)
     ratio = parameter_bytes(model) / before
     assert 0.49 < ratio < 0.53, ratio  # 25.6 GB -> 13.2 GB
+
+
+@torch.no_grad()
+def test_lean_single_block_runs_fp8_linears_without_the_concat():
+    """The portable lean single block splits FP8 linears too (dequantised once per call), same output."""
+    from hyvideo.accel.lean_blocks import use_lean_single_blocks
+
+    model, inp = _model(), _inputs()
+    convert_to_fp8(model)
+    ref = model(**inp)
+    calls = []
+    real = torch.cat
+    assert use_lean_single_blocks(model) == 2
+    try:
+        torch.cat = lambda ts, *a, **k: calls.append(tuple(t.shape[-1] for t in ts)) or real(ts, *a, **k)
+        out = model(**inp)
+    finally:
+        torch.cat = real
+    assert not any(len(c) == 2 and sum(c) == 64 + 256 for c in calls)  # no [attn, mlp] concat (64 + 4 * 64)
+    assert _rel(out, ref) <= 2e-2
