@@ -47,7 +47,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = Path(log_dir or tempfile.mkdtemp(prefix="hyvideo_ui_")) / f"server_{self.port}.log"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               "GRADIO_ANALYTICS_ENABLED": "False", "HYVIDEO_NATIVE": os.environ.get("HYVIDEO_NATIVE", "0")}
+               "GRADIO_ANALYTICS_ENABLED": "False"}
         self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "gradio_server.py"), "--server-port",
                                       str(self.port), *args], stdout=self._out, stderr=subprocess.STDOUT,

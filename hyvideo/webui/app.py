@@ -90,7 +90,7 @@ def make_generate(engine: Engine):
 
     async def generate(prompt, negative_prompt, resolution, aspect, video_length, infer_steps, seed, flow_shift,
                        embedded_guidance_scale, cfg_scale, cache_threshold, vae_tiling, image, lora, lora_scale,
-                       history, progress=gr.Progress()):
+                       history, progress=gr.Progress()):  # noqa: B008 - gradio injects the tracker
         job = Job(prompt=prompt or "", negative_prompt=negative_prompt or "", resolution=resolution,
                   aspect=aspect, video_length=video_length, infer_steps=infer_steps,
                   seed=None if seed is None else seed, flow_shift=flow_shift,
@@ -130,74 +130,87 @@ def build_demo(engine: Engine, *, title: str = "hyvideo", model_note: str = "",
     Returns:
         The ``gr.Blocks`` (not launched; ``demo.queue(...)`` and ``demo.launch(...)`` are the caller's).
     """
-    table = engine.sizes
-    d = {"video_length": min(129, table.max_video_length), "infer_steps": 50, "flow_shift": 7.0,
-         "embedded_guidance_scale": 6.0, "cfg_scale": 1.0, "negative_prompt": "", **table.defaults}
-    tier0 = table.tiers()[0]
-    aspect0 = table.aspects(tier0)[0]
     kind = "image-to-video" if engine.is_i2v else "text-to-video"
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"## {title}: {kind}\n{model_note}", elem_id="header")
         history = gr.State([])
         with gr.Row():
             with gr.Column(scale=1):
-                prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
-                                    placeholder="A cat walks on the grass, realistic style.")
-                negative = gr.Textbox(label="Negative prompt (used when cfg scale > 1)", lines=1,
-                                      value=d["negative_prompt"], elem_id="negative-prompt")
-                image = image_upload(label="Image (first frame)", type="filepath", image_mode=None,
-                                     sources=["upload"], visible=engine.is_i2v, elem_id="image")
-                with gr.Row():
-                    resolution = gr.Dropdown(table.tiers(), value=tier0, label="Resolution", elem_id="resolution")
-                    aspect = gr.Dropdown([(table.label(tier0, a), a) for a in table.aspects(tier0)], value=aspect0,
-                                         label="Aspect ratio (W:H)", elem_id="aspect")
-                size_text = gr.Markdown(_size_text(engine, tier0, aspect0), elem_id="size")
-                video_length = gr.Slider(1, table.max_video_length, value=d["video_length"], step=4,
-                                         label="Video length (frames, 4n+1)", elem_id="video-length")
-                steps = gr.Slider(1, 100, value=d["infer_steps"], step=1, label="Denoising steps",
-                                  elem_id="steps")
-                with gr.Row():
-                    seed = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id="seed", scale=4)
-                    dice = gr.Button("Random seed", elem_id="random-seed", scale=1)
-                flow_shift = gr.Slider(1.0, 20.0, value=d["flow_shift"], step=0.5, label="Flow shift",
-                                       elem_id="flow-shift")
-                guidance = gr.Slider(1.0, 20.0, value=d["embedded_guidance_scale"], step=0.5,
-                                     label="Embedded guidance scale", elem_id="guidance")
-                cfg = gr.Slider(1.0, 20.0, value=d["cfg_scale"], step=0.5,
-                                label="CFG scale (> 1 runs the negative prompt too: 2x slower)", elem_id="cfg")
-                loras = engine.loras()
-                with gr.Row(visible=engine.lora_dir is not None):
-                    lora = gr.Dropdown([NO_LORA, *loras], value=NO_LORA, label="LoRA", elem_id="lora")
-                    lora_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="LoRA scale",
-                                           elem_id="lora-scale")
-                with gr.Accordion("Advanced speed options", open=False):
-                    cache = gr.Slider(0.0, 1.0, value=default_cache_threshold, step=0.01,
-                                      label="Step cache threshold (0 = off; 0.15 skips ~2/3 of the DiT steps)",
-                                      elem_id="cache-threshold")
-                    tiling = gr.Checkbox(True, label="VAE tiling (less memory)", elem_id="vae-tiling")
-                with gr.Row():
-                    go = gr.Button("Generate", variant="primary", elem_id="generate")
-                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                inp = _inputs(engine, default_cache_threshold)
             with gr.Column(scale=1):
-                video = gr.Video(label="Video", buttons=["download"], interactive=False, elem_id="video")
-                result_text = gr.Markdown("", elem_id="result")
-                params = gr.JSON(label="Parameters (sidecar JSON)", max_height=320, elem_id="params")
-                table_out = gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
-                                         label="This session's videos (select a row to show it)",
-                                         elem_id="history")
-
-        resolution.change(lambda t, a: (_aspect_update(engine, t, a), _size_text(engine, t, _pick(engine, t, a))),
-                          [resolution, aspect], [aspect, size_text], api_visibility="private", queue=False)
-        aspect.change(lambda t, a: _size_text(engine, t, a), [resolution, aspect], size_text,
-                      api_visibility="private", queue=False)
-        dice.click(lambda: random.randint(0, RANDOM_SEED_MAX), None, seed, api_name="random_seed", queue=False)
-        event = go.click(make_generate(engine),
-                         [prompt, negative, resolution, aspect, video_length, steps, seed, flow_shift, guidance, cfg,
-                          cache, tiling, image, lora, lora_scale, history],
-                         [video, result_text, params, table_out, history], api_name="generate")
-        stop.click(None, None, None, cancels=[event], api_visibility="private")
-        table_out.select(_show_item, history, [video, result_text, params], api_visibility="private", queue=False)
+                out = {"video": gr.Video(label="Video", buttons=["download"], interactive=False, elem_id="video"),
+                       "result": gr.Markdown("", elem_id="result"),
+                       "params": gr.JSON(label="Parameters (sidecar JSON)", max_height=320, elem_id="params"),
+                       "history": gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
+                                               label="This session's videos (select a row to show it)",
+                                               elem_id="history")}
+        _wire(demo, engine, inp, out, history)
     return demo
+
+
+def _inputs(engine: Engine, default_cache_threshold: float) -> dict:
+    """The input components, in the ``/generate`` API order, plus the page-only buttons."""
+    table = engine.sizes
+    d = {"video_length": min(129, table.max_video_length), "infer_steps": 50, "flow_shift": 7.0,
+         "embedded_guidance_scale": 6.0, "cfg_scale": 1.0, "negative_prompt": "", **table.defaults}
+    tier0 = table.tiers()[0]
+    aspect0 = table.aspects(tier0)[0]
+    c = {"prompt": gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
+                              placeholder="A cat walks on the grass, realistic style."),
+         "negative": gr.Textbox(label="Negative prompt (used when cfg scale > 1)", lines=1,
+                                value=d["negative_prompt"], elem_id="negative-prompt"),
+         "image": image_upload(label="Image (first frame)", type="filepath", image_mode=None, sources=["upload"],
+                               visible=engine.is_i2v, elem_id="image")}
+    with gr.Row():
+        c["resolution"] = gr.Dropdown(table.tiers(), value=tier0, label="Resolution", elem_id="resolution")
+        c["aspect"] = gr.Dropdown([(table.label(tier0, a), a) for a in table.aspects(tier0)], value=aspect0,
+                                  label="Aspect ratio (W:H)", elem_id="aspect")
+    c["size"] = gr.Markdown(_size_text(engine, tier0, aspect0), elem_id="size")
+    c["video_length"] = gr.Slider(1, table.max_video_length, value=d["video_length"], step=4,
+                                  label="Video length (frames, 4n+1)", elem_id="video-length")
+    c["steps"] = gr.Slider(1, 100, value=d["infer_steps"], step=1, label="Denoising steps", elem_id="steps")
+    with gr.Row():
+        c["seed"] = gr.Number(-1, precision=0, label="Seed (-1 = random)", elem_id="seed", scale=4)
+        c["dice"] = gr.Button("Random seed", elem_id="random-seed", scale=1)
+    c["flow_shift"] = gr.Slider(1.0, 20.0, value=d["flow_shift"], step=0.5, label="Flow shift",
+                                elem_id="flow-shift")
+    c["guidance"] = gr.Slider(1.0, 20.0, value=d["embedded_guidance_scale"], step=0.5,
+                              label="Embedded guidance scale", elem_id="guidance")
+    c["cfg"] = gr.Slider(1.0, 20.0, value=d["cfg_scale"], step=0.5,
+                         label="CFG scale (> 1 runs the negative prompt too: 2x slower)", elem_id="cfg")
+    with gr.Row(visible=engine.lora_dir is not None):
+        c["lora"] = gr.Dropdown([NO_LORA, *engine.loras()], value=NO_LORA, label="LoRA", elem_id="lora")
+        c["lora_scale"] = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="LoRA scale", elem_id="lora-scale")
+    with gr.Accordion("Advanced speed options", open=False):
+        c["cache"] = gr.Slider(0.0, 1.0, value=default_cache_threshold, step=0.01, elem_id="cache-threshold",
+                               label="Step cache threshold (0 = off; 0.15 skips ~2/3 of the DiT steps)")
+        c["tiling"] = gr.Checkbox(True, label="VAE tiling (less memory)", elem_id="vae-tiling")
+    with gr.Row():
+        c["go"] = gr.Button("Generate", variant="primary", elem_id="generate")
+        c["stop"] = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    return c
+
+
+API_INPUTS = ("prompt", "negative", "resolution", "aspect", "video_length", "steps", "seed", "flow_shift", "guidance",
+              "cfg", "cache", "tiling", "image", "lora", "lora_scale")
+
+
+def _wire(demo: gr.Blocks, engine: Engine, c: dict, out: dict, history: gr.State) -> None:
+    """The events: size labels, random seed, generate (queued), cancel, history selection, LoRA list refresh."""
+    c["resolution"].change(lambda t, a: (_aspect_update(engine, t, a), _size_text(engine, t, _pick(engine, t, a))),
+                           [c["resolution"], c["aspect"]], [c["aspect"], c["size"]], api_visibility="private",
+                           queue=False)
+    c["aspect"].change(lambda t, a: _size_text(engine, t, a), [c["resolution"], c["aspect"]], c["size"],
+                       api_visibility="private", queue=False)
+    c["dice"].click(lambda: random.randint(0, RANDOM_SEED_MAX), None, c["seed"], api_name="random_seed", queue=False)
+    shown = [out["video"], out["result"], out["params"]]
+    event = c["go"].click(make_generate(engine), [*(c[k] for k in API_INPUTS), history],
+                          [*shown, out["history"], history], api_name="generate")
+    c["stop"].click(None, None, None, cancels=[event], api_visibility="private")
+    out["history"].select(_show_item, history, shown, api_visibility="private", queue=False)
+    if engine.lora_dir is not None:  # LoRA files added while the server runs appear on the next page load
+        demo.load(lambda: gr.update(choices=[NO_LORA, *engine.loras()]), None, c["lora"], api_visibility="private",
+                  queue=False)
 
 
 def _pick(engine: Engine, tier: str, aspect: str) -> str:

@@ -104,7 +104,6 @@ class Engine:
         self.fps, self.max_image_bytes, self.offload = fps, max_image_bytes, offload
         self.info = dict(info or {})
         self._lock = threading.Lock()
-        self.jobs_done = 0
 
     @property
     def is_i2v(self) -> bool:
@@ -227,7 +226,10 @@ class Engine:
             JobError: bad input, out of memory, NaN / Inf, a failed save (the message says where it was rescued).
             JobCancelled: ``cancel`` was set.
         """
-        seed = random.randint(0, RANDOM_SEED_MAX) if job.seed is None or int(job.seed) == -1 else int(job.seed)
+        try:
+            seed = random.randint(0, RANDOM_SEED_MAX) if job.seed is None or int(job.seed) == -1 else int(job.seed)
+        except (ValueError, TypeError, OverflowError):
+            raise JobError(f"seed must be a whole number (-1 = random), got {job.seed!r}") from None
         req = self.request_of(job, seed)
 
         def hook(phase: str):
@@ -248,7 +250,6 @@ class Engine:
                 raise
             finally:
                 release_memory(self.device)
-            self.jobs_done += 1
         params = json.loads(saved.sidecar.read_text())
         return JobResult(saved.path, params, seed, saved.seconds)
 
