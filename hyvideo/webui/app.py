@@ -138,7 +138,8 @@ def build_demo(engine: Engine, *, title: str = "hyvideo", model_note: str = "",
             with gr.Column(scale=1):
                 inp = _inputs(engine, default_cache_threshold)
             with gr.Column(scale=1):
-                out = {"video": gr.Video(label="Video", buttons=["download"], interactive=False, elem_id="video"),
+                out = {"video": gr.Video(label="Video", buttons=["download"], interactive=False, height=400,
+                                         elem_id="video"),
                        "result": gr.Markdown("", elem_id="result"),
                        "params": gr.JSON(label="Parameters (sidecar JSON)", max_height=320, elem_id="params"),
                        "history": gr.Dataframe(headers=HISTORY_HEADERS, value=[], interactive=False,
