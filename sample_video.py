@@ -26,16 +26,23 @@ import random
 import sys
 from pathlib import Path
 
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-ATTN_BACKENDS = ["auto", "sdpa", "flash", "gemm", "naive"]  # hyvideo.ops.attention.backends() (a test keeps them equal)
+from hyvideo.model_args import (  # noqa: F401 - PRECISIONS, ATTN_BACKENDS, offload_mode: used by tests/callers
+    ATTN_BACKENDS,
+    PRECISIONS,
+    add_model_args,
+    check_model_args,
+    default_device,
+    dtypes,
+    load_models,
+    offload_mode,
+    resolve_precisions,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The released sampler's flags: the request, the model flags shared with ``gradio_server.py``
+    (:func:`hyvideo.model_args.add_model_args`), and Ulysses."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model-base", default="ckpts", help="official ckpts/ tree or diffusers folder")
-    p.add_argument("--dit-weight", default=None, help="DiT weight file/folder (default: the tree's)")
-    p.add_argument("--model", default="HYVideo-T/2-cfgdistill", help="DiT preset when no config.json is beside the weights")
-    p.add_argument("--load-key", default="module", choices=["module", "ema"])
     p.add_argument("--prompt", default=None)
     p.add_argument("--prompt-file", default=None,
                    help="batch: .txt (one prompt per line), .csv or .jsonl (prompt, optional seed / negative_prompt / "
@@ -50,92 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accepted for compatibility; sigma=1 is noise always (the released weights' convention)")
     p.add_argument("--embedded-cfg-scale", type=float, default=6.0)
     p.add_argument("--cfg-scale", type=float, default=1.0)
-    p.add_argument("--precision", default=None,
-                   help="DiT dtype (default: bf16 on CUDA and on CPUs with native bf16, else fp32)")
-    p.add_argument("--vae-precision", default=None,
-                   help="VAE dtype (default: fp16 on CUDA, the DiT's on CPU)")
-    p.add_argument("--text-encoder-precision", default=None,
-                   help="text encoders' dtype (default: fp16 on CUDA, the DiT's on CPU)")
     p.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--batch-size", type=int, default=1, help="videos per forward pass")
     p.add_argument("--num-videos", type=int, default=1, help="videos per prompt")
     p.add_argument("--save-path", default="./results")
     p.add_argument("--fps", type=int, default=24)
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--attn-backend", default="auto", choices=ATTN_BACKENDS)
-    # speed and memory (hyvideo.accel: sequence parallel, step cache, FP8, offload)
     p.add_argument("--ulysses-degree", type=int, default=1,
                    help="Ulysses sequence-parallel degree; launch with torchrun --nproc_per_node N (world size divisible by N)")
-    p.add_argument("--cache-threshold", type=float, default=0.0,
-                   help="first-block step cache threshold (0 = off; 0.15 = hyvideo.accel.step_cache default, ~2.7x "
-                        "fewer DiT evaluations on a trained model)")
-    p.add_argument("--use-fp8", action="store_true",
-                   help="FP8 e4m3 block weights (the released *_fp8.pt + *_fp8_map.pt if present, else quantised)")
-    p.add_argument("--use-cpu-offload", action="store_true",
-                   help="released meaning: DiT blocks streamed from CPU memory, text encoders and VAE moved to "
-                        "the GPU only while they run (24 GB cards with --use-fp8)")
-    p.add_argument("--model-cpu-offload", action="store_true",
-                   help="each whole model moved to the GPU only while it runs (the DiT must fit at once)")
-    p.add_argument("--sequential-offload", action="store_true",
-                   help="stream only the DiT's blocks from CPU memory; the other models stay on the device")
-    # LoRA (hyvideo.lora: diffusers / peft / musubi-tuner / ComfyUI files)
-    p.add_argument("--lora-path", action="append", default=[], help="LoRA file or folder (repeatable)")
-    p.add_argument("--lora-scale", action="append", type=float, default=[],
-                   help="scale per --lora-path (one value applies to all; default 1.0)")
-    p.add_argument("--lora-fuse", action="store_true", help="merge the LoRAs into the weights (faster sampling)")
-    return p
-
-
-def lora_scales(args) -> list[float]:
-    """One scale per ``--lora-path`` (a single ``--lora-scale`` applies to all).
-
-    Raises:
-        ValueError: a missing LoRA file, a count mismatch, a non-finite scale.
-    """
-    import math  # noqa: PLC0415
-
-    for path in args.lora_path:
-        if not Path(path).exists():
-            raise ValueError(f"--lora-path {path} does not exist")
-    scales = args.lora_scale or [1.0]
-    if len(scales) == 1:
-        scales = scales * len(args.lora_path)
-    if len(scales) != len(args.lora_path):
-        raise ValueError(f"got {len(args.lora_scale)} --lora-scale values for {len(args.lora_path)} --lora-path; "
-                         "pass one per LoRA or a single one for all")
-    bad = [s for s in scales if not math.isfinite(s)]
-    if bad:
-        raise ValueError(f"--lora-scale must be finite, got {bad[0]}")
-    return scales
-
-
-def offload_mode(args) -> str:
-    """``hyvideo.checkpoint.loader.OFFLOAD_MODES`` key of the offload flags."""
-    flags = [f for f in ("use_cpu_offload", "model_cpu_offload", "sequential_offload") if getattr(args, f)]
-    if len(flags) > 1:
-        raise ValueError(f"choose one offload flag, got {', '.join('--' + f.replace('_', '-') for f in flags)}")
-    return {"use_cpu_offload": "cpu", "model_cpu_offload": "model", "sequential_offload": "blocks"}.get(
-        flags[0] if flags else "", "none")
-
-
-def resolve_precisions(args, device: str) -> str:
-    """Fill the precision flags left at their default; returns a one-line reason for the log."""
-    if device.startswith("cuda"):
-        args.precision = args.precision or "bf16"
-        args.vae_precision = args.vae_precision or "fp16"
-        args.text_encoder_precision = args.text_encoder_precision or "fp16"
-        return "CUDA"
-    from hyvideo.accel.capability import cpu_info  # noqa: PLC0415
-
-    info = cpu_info()
-    reason = info.describe()
-    if args.precision is None:
-        args.precision = "bf16" if info.native_bf16 else "fp32"
-        reason += f": default precision {args.precision}" + ("" if info.native_bf16 else
-                                                              " (bf16 is emulated here, ~4x slower than fp32)")
-    args.vae_precision = args.vae_precision or args.precision
-    args.text_encoder_precision = args.text_encoder_precision or args.precision
-    return reason
+    return add_model_args(p)
 
 
 def request_of(args):
@@ -159,10 +88,7 @@ def check_args(args) -> None:
         raise ValueError(f"--video-size takes H W (or one value for square), got {args.video_size}")
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
-    for flag in ("precision", "vae_precision", "text_encoder_precision"):
-        value = getattr(args, flag)
-        if value is not None and value not in PRECISIONS:
-            raise ValueError(f"unknown --{flag.replace('_', '-')} {value!r}; allowed: {list(PRECISIONS)}")
+    check_model_args(args)
     if args.prompt_file is not None:
         from hyvideo.prompt_file import read_prompt_file  # noqa: PLC0415
 
@@ -174,12 +100,8 @@ def check_args(args) -> None:
         check_request(dataclasses.replace(request_of(args), prompt=args.entries[0].prompt))
     else:
         check_request(request_of(args))
-    if not args.cache_threshold >= 0:
-        raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
     if args.ulysses_degree < 1:
         raise ValueError(f"--ulysses-degree must be >= 1, got {args.ulysses_degree}")
-    offload_mode(args)
-    lora_scales(args)
     prepare_output_dir(args.save_path)
 
 
@@ -203,14 +125,14 @@ def check_model_fits(args, device: str) -> None:
         dit = HYVideoDiffusionTransformer.from_config(dit_cfg)
         vae = AutoencoderKLCausal3D.from_config(paths.vae / "config.json") if (paths.vae / "config.json").is_file() \
             else None
-    dt = {k: getattr(torch, v) for k, v in PRECISIONS.items()}
+    dt = dtypes(args)
     text_bytes = sum(f.stat().st_size for d in (paths.text_encoder, paths.text_encoder_2) for f in Path(d).rglob("*")
                      if f.suffix in (".safetensors", ".bin", ".pt"))
     est = estimate_sampling(
         dit_params=sum(p.numel() for p in dit.parameters()), dit_hidden=dit.hidden_size,
-        dit_dtype=dt[args.precision], fp8=args.use_fp8,
+        dit_dtype=dt["dit"], fp8=args.use_fp8,
         vae_params=sum(p.numel() for p in vae.parameters()) if vae else 0,
-        vae_width=vae.config["block_out_channels"][0] if vae else 128, vae_dtype=dt[args.vae_precision],
+        vae_width=vae.config["block_out_channels"][0] if vae else 128, vae_dtype=dt["vae"],
         text_bytes=text_bytes, batch=args.batch_size, cfg=args.cfg_scale > 1, height=args.video_size[0],
         width=args.video_size[1], frames=args.video_length, tiling=args.vae_tiling, offload=offload_mode(args))
     free = available_bytes(device)
@@ -253,23 +175,6 @@ def shared_seed(args, env) -> int:
     return seed
 
 
-def apply_loras(args, dit) -> None:
-    """Load every ``--lora-path`` into the DiT with its scale; merge them with ``--lora-fuse``.
-
-    Raises:
-        ValueError: a LoRA of another model size or of an unknown key style (``hyvideo.lora.LoraFormatError``).
-    """
-    if not args.lora_path:
-        return
-    from hyvideo.lora import fuse_lora, load_lora_weights  # noqa: PLC0415
-
-    for path, scale in zip(args.lora_path, lora_scales(args)):
-        name = load_lora_weights(dit, path, scale=scale)
-        print(f"LoRA {name}: {path} (scale {scale})")
-    if args.lora_fuse:
-        print(f"LoRA fused into {fuse_lora(dit)} linears")
-
-
 def requests(args, env):
     """``(request, base seed)`` per video group: the single ``--prompt``, or one per line of ``--prompt-file``
     (base seed: the line's ``seed``, else ``--seed``, else 0, so a rerun finds the same names)."""
@@ -290,15 +195,11 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    import torch  # noqa: PLC0415
-
-    from hyvideo import accel  # noqa: PLC0415
     from hyvideo.checkpoint.io import WeightLoadError  # noqa: PLC0415
-    from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
     from hyvideo.diffusion.sampler import NonFiniteError  # noqa: PLC0415
     from hyvideo.sampling import finished, run_request  # noqa: PLC0415
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(args)
     reason = resolve_precisions(args, device)
     print(f"precision on {reason}: DiT {args.precision}, VAE {args.vae_precision}, text {args.text_encoder_precision}")
     try:
@@ -309,21 +210,11 @@ def main(argv=None) -> int:
         return 2
     if env is not None:
         device = str(env.device)
-    dt = {k: getattr(torch, v) for k, v in PRECISIONS.items()}
     try:
-        pipe = load_pipeline(args.model_base, dit_weight=args.dit_weight, model=args.model, load_key=args.load_key,
-                             dit_dtype=dt[args.precision], vae_dtype=dt[args.vae_precision],
-                             text_dtype=dt[args.text_encoder_precision], device=device, fp8=args.use_fp8,
-                             offload=offload_mode(args))
-        apply_loras(args, pipe.dit)
+        pipe, plan = load_models(args, device, sp_group=env.sp_group if env is not None else None)
     except (FileNotFoundError, WeightLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    plan = accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(
-        device=device, attn_backend=args.attn_backend, cache_threshold=args.cache_threshold,
-        sequential_offload=offload_mode(args) in ("cpu", "blocks"),
-        sp_group=env.sp_group if env is not None else None))
-    pipe.step_cache = plan.step_cache
     try:
         for req, base in requests(args, env):
             seeds = req.seeds(base)

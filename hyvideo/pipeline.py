@@ -128,6 +128,7 @@ class HunyuanVideoPipeline:
         progress: bool = True,
         output_type: str = "video",
         callback=None,
+        decode_callback=None,
     ) -> torch.Tensor:
         """Generate ``len(prompts)`` videos.
 
@@ -144,6 +145,7 @@ class HunyuanVideoPipeline:
             vae_tiling: decode with the VAE's tiles (released default on).
             output_type: ``"video"`` (decoded) or ``"latent"``.
             callback: optional ``callback(step, total_steps)`` after each denoising step (1-based).
+            decode_callback: optional ``decode_callback(tile, total_tiles)`` after each VAE decode tile (1-based).
 
         Returns:
             ``[B, 3, T, H, W]`` float32 in [0, 1] (or the final latents for ``output_type="latent"``).
@@ -196,10 +198,12 @@ class HunyuanVideoPipeline:
                   f"evaluations computed ({c.speedup:.2f}x fewer)")
         if output_type == "latent":
             return latents
-        return self.decode(latents, vae_tiling=vae_tiling)
+        return self.decode(latents, vae_tiling=vae_tiling, callback=decode_callback)
 
-    def decode(self, latents: torch.Tensor, vae_tiling: bool = True) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, vae_tiling: bool = True, callback=None) -> torch.Tensor:
         """Latents ``[B, 16, T_z, H_z, W_z]`` (scaled) -> video ``[B, 3, T, H, W]`` float32 in [0, 1].
+
+        ``callback(tile, total_tiles)`` (optional) runs after each decoder call (one per tile; 1 untiled).
 
         Raises:
             NonFiniteError: the decoded frames hold NaN / Inf (e.g. an fp16 VAE overflowing).
@@ -209,9 +213,21 @@ class HunyuanVideoPipeline:
         else:
             self.vae.disable_tiling()
         vae_dtype = next(self.vae.parameters()).dtype
-        with placed(self.vae, self.device, "vae" in self.offload):
-            z = (latents / self.vae.config["scaling_factor"]).to(self.device, vae_dtype)
-            video = self.vae.decode(z).sample
+        hook = None
+        if callback is not None:
+            total, done = self.vae.num_decode_tiles(latents.shape), [0]
+
+            def count(*_):
+                done[0] += 1
+                callback(done[0], total)
+            hook = self.vae.decoder.register_forward_hook(count)
+        try:
+            with placed(self.vae, self.device, "vae" in self.offload):
+                z = (latents / self.vae.config["scaling_factor"]).to(self.device, vae_dtype)
+                video = self.vae.decode(z).sample
+        finally:
+            if hook is not None:
+                hook.remove()
         if not bool(torch.isfinite(video).all()):
             raise NonFiniteError(f"the VAE decode produced NaN/Inf frames (VAE dtype {vae_dtype}); try "
                                  "--vae-precision fp32 or bf16")

@@ -86,7 +86,8 @@ def finished(req: SampleRequest, seed: int, save_dir: str | Path) -> bool:
 
 
 def run_request(pipe, req: SampleRequest, save_dir: str | Path, *, seeds: list[int],
-                callback: Callable[[int, int], None] | None = None, progress: bool = True, write: bool = True,
+                callback: Callable[[int, int], None] | None = None,
+                decode_callback: Callable[[int, int], None] | None = None, progress: bool = True, write: bool = True,
                 sidecar_extra: dict | None = None, log=print) -> list[SampledVideo]:
     """Sample ``len(seeds)`` videos of ``req`` in batches of ``req.batch_size`` and save each with a sidecar.
 
@@ -96,6 +97,7 @@ def run_request(pipe, req: SampleRequest, save_dir: str | Path, *, seeds: list[i
         save_dir: folder (created and probed by ``hyvideo.utils.outputs.prepare_output_dir`` beforehand).
         seeds: the seeds of this process's videos.
         callback: ``callback(step, total_steps)`` after each denoising step (progress bars of the web UI).
+        decode_callback: ``decode_callback(tile, total_tiles)`` after each VAE decode tile.
         progress: tqdm bars.
         write: False on ranks that hold a copy of another rank's video (sequence parallel).
         sidecar_extra: more fields for the sidecar JSON (device, accelerated paths, ...).
@@ -115,7 +117,7 @@ def run_request(pipe, req: SampleRequest, save_dir: str | Path, *, seeds: list[i
                       seeds=batch, infer_steps=req.infer_steps, flow_shift=req.flow_shift,
                       embedded_guidance_scale=req.embedded_guidance_scale, cfg_scale=req.cfg_scale,
                       negative_prompt=req.negative_prompt, vae_tiling=req.vae_tiling, progress=progress,
-                      callback=callback)
+                      callback=callback, decode_callback=decode_callback)
         seconds = time.perf_counter() - t0
         if not write:
             continue

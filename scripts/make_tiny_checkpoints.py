@@ -6,6 +6,7 @@ Official ``ckpts/`` layout (default)::
     OUT/hunyuan-video-t2v-720p/vae/{config.json, pytorch_model.pt}
     OUT/text_encoder/     tiny LLaMA + tokenizer (built offline)
     OUT/text_encoder_2/   tiny CLIP text model + tokenizer
+    OUT/metadata.json     the sizes the web UI offers for it (hyvideo.webui.sizes), small enough for a CPU
 
 ``--layout diffusers`` writes the same weights as a diffusers ``HunyuanVideoPipeline`` folder instead.
 
@@ -44,6 +45,11 @@ def build_tiny_models(seed: int = 0):
     return HYVideoDiffusionTransformer(**dit_cfg).eval(), dit_cfg, AutoencoderKLCausal3D(**vae_cfg).eval(), vae_cfg
 
 
+# Sizes (H, W) the web UI offers for the tiny tree (any multiple of 16 works; these keep CPU runs at seconds).
+UI_METADATA = {"resolutions": {"64px": [[64, 64], [64, 112], [112, 64]], "128px": [[128, 128], [128, 224], [224, 128]]},
+               "defaults": {"video_length": 9, "infer_steps": 4}}
+
+
 def write_official(out: Path, seed: int = 0) -> Path:
     """Write the official ``ckpts/`` layout into ``out``; returns ``out``."""
     dit, dit_cfg, vae, vae_cfg = build_tiny_models(seed)
@@ -55,6 +61,7 @@ def write_official(out: Path, seed: int = 0) -> Path:
     (vae_dir / "config.json").write_text(json.dumps(vae_cfg, indent=1))
     tiny.save_tiny_llm(out / "text_encoder", seed=seed)
     tiny.save_tiny_clip(out / "text_encoder_2", seed=seed)
+    (out / "metadata.json").write_text(json.dumps(UI_METADATA, indent=1))
     return out
 
 

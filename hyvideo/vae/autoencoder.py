@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from hyvideo.vae.distribution import AutoencoderKLOutput, DecoderOutput, DiagonalGaussianDistribution
 from hyvideo.vae.encoder_decoder import DOWN_BLOCK_TYPES, UP_BLOCK_TYPES, DecoderCausal3D, EncoderCausal3D
-from hyvideo.vae.tiling import spatial_tiled, temporal_tiled
+from hyvideo.vae.tiling import spatial_tiled, temporal_tile_ranges, temporal_tiled
 
 __all__ = [
     "AutoencoderKLCausal3D",
@@ -357,6 +357,23 @@ class AutoencoderKLCausal3D(nn.Module):
                 keep=st["decode_spatial_keep_px"],
             )
         return self._decode_tile(z)
+
+    def num_decode_tiles(self, latent_shape: tuple[int, ...]) -> int:
+        """How many times :meth:`decode` runs the decoder on latents of ``[B, C_z, T_z, H_z, W_z]`` (tiles).
+
+        Mirrors :meth:`decode`'s schedule under the current tiling flags (1 when untiled); progress bars count
+        decoder calls against it.
+        """
+        t, h, w = latent_shape[2:]
+        spatial = 1
+        if self.use_spatial_tiling and max(h, w) > self.tile_latent_min_size:
+            stride = self.tile_settings()["decode_spatial_stride_latents"]
+            spatial = len(range(0, h, stride)) * len(range(0, w, stride))
+        if self.use_temporal_tiling and t > self.tile_latent_min_tsize:
+            st = self.tile_settings()
+            windows = temporal_tile_ranges(t, st["decode_temporal_stride_latents"], self.tile_latent_min_tsize + 1)
+            return len(windows) * spatial
+        return spatial
 
     def decode(self, z: torch.Tensor) -> DecoderOutput:
         """Decode (unscaled) latents to pixels: divide by ``scaling_factor`` before calling.
