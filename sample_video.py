@@ -109,7 +109,7 @@ def check_model_fits(args, device: str) -> None:
     """Refuse a request whose memory estimate exceeds what the device has (before loading any model)."""
     import torch  # noqa: PLC0415
 
-    from hyvideo.checkpoint.io import dit_config_for, resolve_model_paths  # noqa: PLC0415
+    from hyvideo.checkpoint.io import dit_config_for, resolve_model_paths, weight_file_params  # noqa: PLC0415
     from hyvideo.memory import GIB, advice, available_bytes, estimate_sampling  # noqa: PLC0415
     from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
@@ -123,6 +123,14 @@ def check_model_fits(args, device: str) -> None:
         check_sp_degree(dit_cfg, latent_shape(1, *args.video_size, args.video_length), args.ulysses_degree)
     with torch.device("meta"):
         dit = HYVideoDiffusionTransformer.from_config(dit_cfg)
+    has_config = any((d / "config.json").is_file() for d in (Path(paths.dit), Path(paths.dit).parent))
+    have = weight_file_params(paths.dit)  # validates the file too (payloads, non-checkpoints)
+    want = sum(p.numel() for p in dit.parameters())
+    if not has_config and have != want:  # (with a config.json, the strict load lists the mismatched keys)
+        raise ValueError(f"the DiT weights {paths.dit} hold {have:,} parameters but the --model preset "
+                         f"{args.model!r} describes a model of {want:,}; put the model's config.json beside the "
+                         "weights or pass the matching --model")
+    with torch.device("meta"):
         vae = AutoencoderKLCausal3D.from_config(paths.vae / "config.json") if (paths.vae / "config.json").is_file() \
             else None
     dt = dtypes(args)
@@ -205,7 +213,7 @@ def main(argv=None) -> int:
     try:
         check_model_fits(args, device)
         env = setup_distributed(args, device)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, WeightLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if env is not None:

@@ -203,7 +203,10 @@ def prepare(w: Path) -> None:
         (w / name / "config.json").write_text((src / "config.json").read_text())
     (w / "payload").mkdir()
     (w / "payload" / "mp_rank_00_model_states.pt").write_bytes(_payload_pickle(w / "PWNED"))
-    (w / "nocfg").mkdir()
+    import shutil  # noqa: PLC0415
+
+    shutil.copytree(w / "tiny", w / "nocfg")
+    (w / "nocfg" / "hunyuan-video-t2v-720p" / "transformers" / "config.json").unlink()
     subprocess.run([PY, "scripts/make_clip_manifest.py", "--out", str(w / "clips.jsonl")], cwd=ROOT, check=True,
                    capture_output=True)
     (w / "prompts.txt").write_text(f"{PROMPT}\n\n{'x' * 3000}\n{PROMPT}\na blue star grows\n")

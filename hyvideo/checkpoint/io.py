@@ -23,6 +23,7 @@ file runs), and non-finite weights are reported at load time (:func:`check_finit
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -111,6 +112,37 @@ def read_state_dict(path: str | os.PathLike) -> dict:
                               f"{str(e).splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001 - truncated / corrupt files raise many types
         raise WeightLoadError(f"cannot read weight file {path}: {type(e).__name__}: {e}") from None
+
+
+def weight_file_params(path: str | os.PathLike) -> int:
+    """Parameter count of DiT weights (a file or a folder) without reading the tensors (mmap / headers only).
+
+    Validates each file as :func:`read_state_dict` does (a pickle payload or a non-checkpoint is refused), so the
+    CLI can check a request against the real model before loading anything.
+
+    Raises:
+        FileNotFoundError: nothing loadable at ``path``.
+        WeightLoadError: unreadable or unsafe file.
+    """
+    path = Path(path)
+    files = [path]
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*_model_states.pt"))[:1] \
+            or sorted(path.glob("pytorch_model_*.pt"))[:1]
+        if not files:
+            raise FileNotFoundError(f"no DiT weights in {path}")
+    total = 0
+    for f in files:
+        if f.suffix == ".safetensors":
+            from safetensors import safe_open  # noqa: PLC0415
+
+            with safe_open(str(f), framework="pt") as handle:
+                total += sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys())
+            continue
+        sd = read_state_dict(f)
+        sd = sd.get("module") or sd.get("ema") or sd if isinstance(sd, dict) else sd
+        total += sum(v.numel() for v in sd.values() if torch.is_tensor(v))
+    return total
 
 
 def check_finite(sd: dict[str, torch.Tensor], source: str | os.PathLike) -> None:

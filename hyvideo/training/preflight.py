@@ -134,6 +134,24 @@ def _check_clip_lengths(dataset, data: DataConfig, num_frames: int, where: str) 
                       f"{longest:.2f} s). Lower {where}.num_frames or data.fps, or use longer clips")
 
 
+def check_lora_targets(cfg: DiTTrainConfig, dit_config: dict) -> None:
+    """The ``lora.target_modules`` name linears of this DiT (checked on a ``meta`` build: no memory).
+
+    Raises:
+        ConfigError: a target that matches nothing (the message suggests the closest names).
+    """
+    from hyvideo.lora import resolve_targets  # noqa: PLC0415
+    from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
+    from hyvideo.training.lora import lora_settings  # noqa: PLC0415
+
+    with torch.device("meta"):
+        dit = HYVideoDiffusionTransformer.from_config(dit_config)
+    try:
+        resolve_targets(dit, lora_settings(cfg).targets)
+    except ValueError as e:
+        raise ConfigError(f"lora.target_modules: {e}") from None
+
+
 def preflight_dit(cfg: DiTTrainConfig, world: int | None = None):
     """All checks of ``train_dit.py`` that need no process group; returns ``(dataset, dit_config dict)``."""
     world = launched_world_size() if world is None else world
@@ -151,6 +169,8 @@ def preflight_dit(cfg: DiTTrainConfig, world: int | None = None):
         _need_file(cfg.model.text_encoder, "model.text_encoder", "folder")
     if cfg.run.init_from:
         _need_file(cfg.run.init_from, "run.init_from")
+    if cfg.lora.rank > 0:
+        check_lora_targets(cfg, dit_config)
     dataset = check_data(cfg.data, resolutions=cfg.data.resolutions, num_frames=cfg.data.num_frames,
                          seed=cfg.run.seed, dp_world=world // cfg.parallel.sp_degree, grad_accum=cfg.optim.grad_accum)
     return dataset, dit_config
