@@ -200,6 +200,31 @@ def dit_config_from_diffusers(cfg: dict) -> dict:
         rope_theta=cfg.get("rope_theta", 256.0), qk_norm=cfg.get("qk_norm") is not None, qk_norm_type="rms",
         guidance_embed=cfg["guidance_embeds"], text_states_dim=cfg["text_embed_dim"],
         text_states_dim_2=cfg["pooled_projection_dim"], text_refiner_depth=cfg.get("num_refiner_layers", 2),
+        i2v_condition_type=cfg.get("image_condition_type"),
+    )
+
+
+def dit_config_to_diffusers(cfg: dict) -> dict:
+    """Inverse of :func:`dit_config_from_diffusers`: hyvideo / released kwargs -> diffusers
+    ``HunyuanVideoTransformer3DModel`` kwargs (``i2v_condition_type`` -> ``image_condition_type``).
+
+    Raises:
+        ValueError: a config diffusers cannot express (non-square spatial patch, no QK norm or a LayerNorm one).
+    """
+    patch = list(cfg.get("patch_size", [1, 2, 2]))
+    if patch[1] != patch[2] or not cfg.get("qk_norm", True) or cfg.get("qk_norm_type", "rms") != "rms":
+        raise ValueError(f"diffusers' HunyuanVideoTransformer3DModel needs a square spatial patch and RMS QK norm; "
+                         f"got patch_size {patch}, qk_norm {cfg.get('qk_norm')}, {cfg.get('qk_norm_type')!r}")
+    heads = cfg["heads_num"]
+    return dict(
+        in_channels=cfg["in_channels"], out_channels=cfg.get("out_channels") or cfg["in_channels"],
+        num_attention_heads=heads, attention_head_dim=cfg["hidden_size"] // heads,
+        num_layers=cfg["mm_double_blocks_depth"], num_single_layers=cfg["mm_single_blocks_depth"],
+        num_refiner_layers=cfg.get("text_refiner_depth", 2), mlp_ratio=cfg.get("mlp_width_ratio", 4.0),
+        patch_size=patch[1], patch_size_t=patch[0], qk_norm="rms_norm", guidance_embeds=cfg["guidance_embed"],
+        text_embed_dim=cfg["text_states_dim"], pooled_projection_dim=cfg["text_states_dim_2"],
+        rope_theta=float(cfg.get("rope_theta", 256.0)), rope_axes_dim=tuple(cfg["rope_dim_list"]),
+        image_condition_type=cfg.get("i2v_condition_type"),
     )
 
 
