@@ -1,4 +1,4 @@
-"""Sample text-to-video with HunyuanVideo weights (official ``ckpts/`` tree or a diffusers folder).
+"""Sample text-to-video, image-to-video or video-to-video with HunyuanVideo(-I2V) weights (official or diffusers).
 
 Examples::
 
@@ -12,9 +12,18 @@ Examples::
         --prompt "A cat walks on the grass, realistic style." --seed 42 --embedded-cfg-scale 6.0 \
         --flow-shift 7.0 --flow-reverse --use-cpu-offload --save-path ./results
 
+    # image-to-video, released HunyuanVideo-I2V weights (huggingface-cli download tencent/HunyuanVideo-I2V):
+    python sample_video.py --model-base ckpts --i2v-mode --i2v-image-path first_frame.jpg --i2v-resolution 720p \
+        --i2v-stability --prompt "..." --video-length 129 --infer-steps 50 --flow-shift 7.0 \
+        --embedded-cfg-scale 6.0 --seed 0 --use-cpu-offload --save-path ./results
+
+    # video-to-video (SDEdit) with text-to-video weights:
+    python sample_video.py --model-base ckpts --video-path clip.mp4 --strength 0.6 --prompt "..." ...
+
 Bad arguments (length not 4n+1, size not a multiple of 16, empty prompt, unknown precision, NaN guidance, a seed
-outside 64 bits, an unwritable save path, a request that cannot fit in memory, missing or mismatched weights)
-exit with status 2 and a message before any heavy work.
+outside 64 bits, an unwritable save path, a request that cannot fit in memory, missing or mismatched weights, a
+missing / unreadable / non-image --i2v-image-path, I2V flags with text-to-video weights and the reverse, a
+--strength outside (0, 1]) exit with status 2 and a message before any heavy work.
 """
 
 from __future__ import annotations
@@ -74,7 +83,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each whole model moved to the GPU only while it runs (the DiT must fit at once)")
     p.add_argument("--sequential-offload", action="store_true",
                    help="stream only the DiT's blocks from CPU memory; the other models stay on the device")
+    add_i2v_args(p)
     return p
+
+
+def add_i2v_args(p: argparse.ArgumentParser) -> None:
+    """The released HunyuanVideo-I2V flags, and video-to-video."""
+    g = p.add_argument_group("image-to-video (HunyuanVideo-I2V weights) and video-to-video (text-to-video weights)")
+    g.add_argument("--i2v-mode", action="store_true", help="image-to-video: needs --i2v-image-path and I2V weights")
+    g.add_argument("--i2v-image-path", default=None, help="the first frame to animate (any image PIL reads)")
+    g.add_argument("--i2v-resolution", default="720p", choices=["360p", "540p", "720p"],
+                   help="bucket family: the video size is the bucket closest to the image's aspect ratio "
+                        "(--video-size is ignored)")
+    g.add_argument("--i2v-condition-type", default=None, choices=["token_replace", "latent_concat"],
+                   help="what the weights must be (default: read from them; the released model is token_replace)")
+    g.add_argument("--i2v-stability", action="store_true",
+                   help="start from 0.999 * noise + 0.001 * image latent (steadier video; released flag)")
+    g.add_argument("--video-path", default=None,
+                   help="video-to-video (SDEdit) input clip (an image gives a still clip), resized to --video-size")
+    g.add_argument("--strength", type=float, default=None,
+                   help="video-to-video strength in (0, 1]: the fraction of the schedule re-run (default 0.8; 1 = "
+                        "text-to-video from the same noise)")
+    g.add_argument("--fix-first-frame", action="store_true",
+                   help="video-to-video: keep the input's first frame (latent frame 0 on the input's at every "
+                        "sigma; image-to-video with text-to-video weights)")
+
+
+def check_i2v_args(args) -> None:
+    """The I2V / V2V flag combinations (before the request check).
+
+    Raises:
+        ValueError: a flag without the mode it belongs to, both modes, a strength outside (0, 1].
+    """
+    if args.i2v_mode and not args.i2v_image_path:
+        raise ValueError("--i2v-mode needs --i2v-image-path IMAGE (the first frame to animate)")
+    if args.i2v_image_path and not args.i2v_mode:
+        raise ValueError("--i2v-image-path is only used with --i2v-mode (image-to-video with HunyuanVideo-I2V weights)")
+    if args.i2v_mode and args.video_path:
+        raise ValueError("choose --i2v-mode (image-to-video) or --video-path (video-to-video), not both")
+    if args.strength is not None and not args.video_path:
+        raise ValueError("--strength is only used with --video-path (video-to-video)")
+    if args.fix_first_frame and not args.video_path:
+        raise ValueError("--fix-first-frame is only used with --video-path (video-to-video)")
+    if args.strength is not None and not 0.0 < args.strength <= 1.0:
+        raise ValueError(f"--strength must be in (0, 1] (0 keeps the input, 1 is text-to-video from pure noise), "
+                         f"got {args.strength}")
 
 
 def offload_mode(args) -> str:
@@ -114,7 +167,11 @@ def request_of(args):
                          video_length=args.video_length, infer_steps=args.infer_steps, seed=args.seed,
                          flow_shift=args.flow_shift, embedded_guidance_scale=args.embedded_cfg_scale,
                          cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, num_videos=args.num_videos,
-                         batch_size=args.batch_size, fps=args.fps, vae_tiling=args.vae_tiling, extra=vars(args))
+                         batch_size=args.batch_size, fps=args.fps, vae_tiling=args.vae_tiling,
+                         image_path=args.i2v_image_path if args.i2v_mode else None,
+                         i2v_resolution=args.i2v_resolution, i2v_stability=args.i2v_stability,
+                         video_path=args.video_path, strength=0.8 if args.strength is None else args.strength,
+                         fix_first_frame=args.fix_first_frame, extra=vars(args))
 
 
 def check_args(args) -> None:
@@ -130,7 +187,14 @@ def check_args(args) -> None:
         value = getattr(args, flag)
         if value is not None and value not in PRECISIONS:
             raise ValueError(f"unknown --{flag.replace('_', '-')} {value!r}; allowed: {list(PRECISIONS)}")
+    check_i2v_args(args)
     check_request(request_of(args))
+    if args.i2v_mode:  # the video size is the image's bucket (released rule), said in one line
+        from hyvideo.sampling import apply_image_bucket  # noqa: PLC0415
+
+        req, line = apply_image_bucket(request_of(args))
+        args.video_size = [req.height, req.width]
+        print(line)
     if not args.cache_threshold >= 0:
         raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
     if args.ulysses_degree < 1:
@@ -148,8 +212,9 @@ def check_model_fits(args, device: str) -> None:
     from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
 
-    paths = resolve_model_paths(args.model_base, args.dit_weight)
+    paths = resolve_model_paths(args.model_base, args.dit_weight, i2v=args.i2v_mode)
     dit_cfg = dit_config_for(paths.dit, args.model)
+    check_condition_type(args, dit_cfg, paths.dit)
     if args.ulysses_degree > 1:
         from hyvideo.parallel.sequence_parallel import check_sp_degree  # noqa: PLC0415
         from hyvideo.pipeline import latent_shape  # noqa: PLC0415
@@ -175,6 +240,25 @@ def check_model_fits(args, device: str) -> None:
             f"this request needs about {est.total / GIB:.1f} GiB on {device} (weights {est.weights / GIB:.1f}, DiT "
             f"activations {est.dit_activations / GIB:.1f}, VAE decode {est.vae_activations / GIB:.1f}, frames "
             f"{est.video / GIB:.1f}) but {free / GIB:.1f} GiB are free; try {advice(est, args.vae_tiling, offload_mode(args), args.use_fp8)}")
+
+
+def check_condition_type(args, dit_cfg: dict, dit_path) -> None:
+    """The weights must fit the mode: I2V flags need an I2V DiT, text-to-video / video-to-video a T2V one.
+
+    Raises:
+        ValueError: naming the condition type found in the weights.
+    """
+    found = dit_cfg.get("i2v_condition_type")
+    if args.i2v_mode and found is None:
+        raise ValueError(f"--i2v-mode needs HunyuanVideo-I2V weights, but the DiT at {dit_path} has "
+                         f"i2v_condition_type None (a text-to-video model); point --model-base at an I2V tree "
+                         f"(hunyuan-video-i2v-720p/, or a diffusers HunyuanVideoImageToVideoPipeline folder)")
+    if not args.i2v_mode and found is not None:
+        raise ValueError(f"the DiT at {dit_path} is an image-to-video model (i2v_condition_type {found!r}); pass "
+                         f"--i2v-mode --i2v-image-path IMAGE, or point --model-base at text-to-video weights")
+    if args.i2v_mode and args.i2v_condition_type not in (None, found):
+        raise ValueError(f"--i2v-condition-type {args.i2v_condition_type} does not match the DiT at {dit_path} "
+                         f"(i2v_condition_type {found!r})")
 
 
 def setup_distributed(args, device: str):
@@ -214,7 +298,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         check_args(args)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import torch  # noqa: PLC0415
@@ -241,7 +325,7 @@ def main(argv=None) -> int:
         pipe = load_pipeline(args.model_base, dit_weight=args.dit_weight, model=args.model, load_key=args.load_key,
                              dit_dtype=dt[args.precision], vae_dtype=dt[args.vae_precision],
                              text_dtype=dt[args.text_encoder_precision], device=device, fp8=args.use_fp8,
-                             offload=offload_mode(args))
+                             offload=offload_mode(args), i2v=args.i2v_mode)
     except (FileNotFoundError, WeightLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -256,6 +340,9 @@ def main(argv=None) -> int:
     try:  # every rank of an SP group holds the same video; its first rank writes it
         run_request(pipe, request_of(args), args.save_path, seeds=seeds, write=env is None or env.sp_rank == 0,
                     sidecar_extra={"device": device, "accel": str(plan)})
+    except ValueError as e:  # an input clip shorter than its header said
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (NonFiniteError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

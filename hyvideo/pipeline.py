@@ -262,7 +262,8 @@ class HunyuanVideoPipeline:
         ctype = self.condition_type
         if images is not None:
             pixels = torch.stack([image_to_tensor(resize_center_crop(im, (height, width))) for im in images])
-            image_latent = self.encode_latents(pixels.unsqueeze(2), vae_tiling)  # [B, 16, 1, H_z, W_z]
+            # one frame: encoded untiled, as the released and diffusers pipelines do  -> [B, 16, 1, H_z, W_z]
+            image_latent = self.encode_latents(pixels.unsqueeze(2), vae_tiling=False)
             cond = i2v.condition(image_latent, noise.shape[2], ctype)
             start = i2v.stability_start(noise, image_latent) if i2v_stability else noise
             if ctype == "token_replace":  # frame 0 is the clean image latent and never moves

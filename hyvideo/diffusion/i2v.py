@@ -202,14 +202,11 @@ def strength_sigmas(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
         ``[N - t_start + 1]`` sigmas; the start latent is ``(1 - s0) * x_input + s0 * noise`` with ``s0`` the first.
 
     Raises:
-        ValueError: strength outside (0, 1], or so small that no step is left (the message gives the least one).
+        ValueError: strength outside (0, 1].
     """
     check_strength(strength)
     n = len(sigmas) - 1
-    t_start = int(max(n - min(n * strength, n), 0))
-    if t_start >= n:
-        raise ValueError(f"--strength {strength} leaves no denoising step of {n}; use at least {1 / n:.3g} "
-                         f"(or more --infer-steps)")
+    t_start = int(max(n - min(n * strength, n), 0))  # < n for any strength > 0: at least one step
     return sigmas[t_start:]
 
 
