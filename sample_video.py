@@ -92,9 +92,9 @@ def add_i2v_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("image-to-video (HunyuanVideo-I2V weights) and video-to-video (text-to-video weights)")
     g.add_argument("--i2v-mode", action="store_true", help="image-to-video: needs --i2v-image-path and I2V weights")
     g.add_argument("--i2v-image-path", default=None, help="the first frame to animate (any image PIL reads)")
-    g.add_argument("--i2v-resolution", default="720p", choices=["360p", "540p", "720p"],
-                   help="bucket family: the video size is the bucket closest to the image's aspect ratio "
-                        "(--video-size is ignored)")
+    g.add_argument("--i2v-resolution", default="720p", choices=["64p", "128p", "256p", "360p", "540p", "720p"],
+                   help="bucket family (released: 360p, 540p, 720p; 64p-256p for small models): the video size is "
+                        "the bucket closest to the image's aspect ratio (--video-size is ignored)")
     g.add_argument("--i2v-condition-type", default=None, choices=["token_replace", "latent_concat"],
                    help="what the weights must be (default: read from them; the released model is token_replace)")
     g.add_argument("--i2v-stability", action="store_true",

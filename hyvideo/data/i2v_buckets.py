@@ -1,7 +1,8 @@
 """The released HunyuanVideo-I2V rule that sizes a video from its conditioning image (HVI2V:hyvideo/inference.py).
 
 ``--i2v-resolution`` picks a base size (360p: 480, 540p: 720, 720p: 960 px); the buckets are every ``(h, w)`` with
-sides multiple of 32 px and about ``base^2`` pixels (:func:`hyvideo.data.buckets.generate_crop_size_list`, ratio
+sides multiple of 32 px and about ``base^2`` pixels (hyvideo adds 64p / 128p / 256p, stride 16 px, for small
+models such as the nano one; they are not released settings) (:func:`hyvideo.data.buckets.generate_crop_size_list`, ratio
 at most 4). The image goes to the bucket whose h/w ratio is nearest its own *on the same side*: a portrait or
 square image (h/w >= 1) only to buckets with ratio <= its own, a landscape one only to buckets with ratio > its
 own (``get_closest_ratio``), so that resizing the image's shorter side to the bucket's shorter side always covers
@@ -19,8 +20,14 @@ from hyvideo.data.buckets import generate_crop_size_list
 
 logger = logging.getLogger(__name__)
 
-I2V_RESOLUTIONS: dict[str, int] = {"360p": 480, "540p": 720, "720p": 960}  # --i2v-resolution -> base size (px)
-I2V_BUCKET_STRIDE = 32  # px
+# --i2v-resolution -> base size (px): the released 360p / 540p / 720p, and small tiers for small models
+I2V_RESOLUTIONS: dict[str, int] = {"64p": 64, "128p": 128, "256p": 256, "360p": 480, "540p": 720, "720p": 960}
+I2V_BUCKET_STRIDE = 32  # px, released; the small tiers use 16 (a 32 px stride leaves too few shapes)
+
+
+def bucket_stride(base: int) -> int:
+    """Bucket side multiple: 32 px for the released bases (>= 480), 16 px for the small tiers."""
+    return I2V_BUCKET_STRIDE if base >= 480 else 16
 
 
 def i2v_buckets(resolution: str) -> list[tuple[int, int]]:
@@ -31,7 +38,8 @@ def i2v_buckets(resolution: str) -> list[tuple[int, int]]:
     """
     if resolution not in I2V_RESOLUTIONS:
         raise ValueError(f"--i2v-resolution {resolution!r} is not supported; allowed: {', '.join(I2V_RESOLUTIONS)}")
-    return generate_crop_size_list(I2V_RESOLUTIONS[resolution], I2V_BUCKET_STRIDE)
+    base = I2V_RESOLUTIONS[resolution]
+    return generate_crop_size_list(base, bucket_stride(base))
 
 
 def closest_i2v_bucket(height: int, width: int, resolution: str) -> tuple[int, int]:

@@ -121,3 +121,40 @@ def test_token_replace_first_frame_uses_timestep_zero_and_t2v_samples_are_plain(
 def test_bad_i2v_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HYVideoDiffusionTransformer(**SMALL, **kwargs)
+
+
+def test_token_replace_gradients_equal_under_activation_checkpointing():
+    from hyvideo.parallel.fsdp import apply_activation_checkpointing
+
+    torch.manual_seed(0)
+    plain = HYVideoDiffusionTransformer(in_channels=16, i2v_condition_type="token_replace", **SMALL)
+    _randomize(plain)
+    ckpt = HYVideoDiffusionTransformer(in_channels=16, i2v_condition_type="token_replace", **SMALL)
+    ckpt.load_state_dict(plain.state_dict())
+    apply_activation_checkpointing(ckpt)
+    inp = {**_inputs(16), "first_frame_clean": torch.tensor([True, False])}
+    grads = []
+    for m in (plain, ckpt):
+        m(**inp).square().mean().backward()
+        grads.append({k.replace("_checkpoint_wrapped_module.", ""): p.grad for k, p in m.named_parameters()})
+    for k, g in grads[0].items():
+        torch.testing.assert_close(grads[1][k], g, rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("condition_type", ["latent_concat", "token_replace"])
+def test_t2v_weights_initialise_an_i2v_model_that_starts_as_the_t2v_one(condition_type):
+    from hyvideo.checkpoint.convert import t2v_to_i2v_dit
+
+    torch.manual_seed(0)
+    t2v = HYVideoDiffusionTransformer(in_channels=16, **SMALL).eval()
+    _randomize(t2v)
+    i2v = HYVideoDiffusionTransformer(in_channels=IN_CHANNELS[condition_type], i2v_condition_type=condition_type,
+                                      **SMALL).eval()
+    i2v.load_state_dict(t2v_to_i2v_dit(t2v.state_dict(), condition_type), strict=True)
+    if condition_type == "latent_concat":
+        inp = _inputs(16)
+        cond = torch.randn(2, 17, 3, 8, 12)
+        with torch.no_grad():
+            torch.testing.assert_close(i2v(**{**inp, "x": torch.cat([inp["x"], cond], 1)}), t2v(**inp))
+    with pytest.raises(ValueError, match="unknown I2V condition type"):
+        t2v_to_i2v_dit(t2v.state_dict(), "concat")
