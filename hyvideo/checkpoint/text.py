@@ -219,7 +219,8 @@ def load_clip_text_encoder(
 
 
 def _image_processor_dir(model_dir: Path) -> Path:
-    """The folder holding ``preprocessor_config.json``: the model folder (official) or ``../image_processor`` (diffusers).
+    """The folder holding ``preprocessor_config.json``: the model folder (official) or ``../image_processor``
+    (diffusers).
 
     Raises:
         FileNotFoundError: neither holds one (both paths named).

@@ -1,10 +1,10 @@
 """The released HunyuanVideo-I2V rule that sizes a video from its conditioning image (HVI2V:hyvideo/inference.py).
 
 ``--i2v-resolution`` picks a base size (360p: 480, 540p: 720, 720p: 960 px); the buckets are every ``(h, w)`` with
-sides multiple of 32 px and about ``base^2`` pixels (hyvideo adds 64p / 128p / 256p, stride 16 px, for small
-models such as the nano one; they are not released settings) (:func:`hyvideo.data.buckets.generate_crop_size_list`, ratio
-at most 4). The image goes to the bucket whose h/w ratio is nearest its own *on the same side*: a portrait or
-square image (h/w >= 1) only to buckets with ratio <= its own, a landscape one only to buckets with ratio > its
+sides multiple of 32 px and about ``base^2`` pixels (:func:`hyvideo.data.buckets.generate_crop_size_list`, ratio
+at most 4). hyvideo adds 64p / 128p / 256p (16 px stride) for small models such as the nano one; they are not
+released settings. The image goes to the bucket whose h/w ratio is nearest its own *on the same side*: a portrait
+or square image (h/w >= 1) only to buckets with ratio <= its own, a landscape one only to buckets with ratio > its
 own (``get_closest_ratio``), so that resizing the image's shorter side to the bucket's shorter side always covers
 the bucket; then the centre crop (torchvision ``Resize(min(bucket))`` + ``CenterCrop(bucket)`` on the PIL image:
 bilinear with antialiasing, crop offsets rounded half to even).

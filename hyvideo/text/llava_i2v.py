@@ -163,7 +163,8 @@ class LlavaI2VTextEncoder(nn.Module):
         texts, masks = [], []
         for i, a in enumerate(self.assistant_starts(input_ids)):
             # hidden is in expanded positions (+ n - 1 after the image), the prompt mask in token positions
-            texts.append(torch.cat([hidden[i, crop + n - 1: a + n - 1 - ASSISTANT_HEADER_TOKENS], hidden[i, a + n - 1:]]))
+            head_end = a + n - 1 - ASSISTANT_HEADER_TOKENS
+            texts.append(torch.cat([hidden[i, crop + n - 1: head_end], hidden[i, a + n - 1:]]))
             masks.append(torch.cat([prompt_mask[i, crop: a - ASSISTANT_HEADER_TOKENS], prompt_mask[i, a:]]))
         image = hidden[:, s: s + n]
         k = self.image_embed_interleave

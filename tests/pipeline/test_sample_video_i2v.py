@@ -1,4 +1,4 @@
-"""sample_video.py image-to-video and video-to-video: a real image end to end, and every bad input (exit 2 + message)."""
+"""sample_video.py image-to-video and video-to-video: a real image end to end, every bad input (exit 2 + message)."""
 
 from __future__ import annotations
 
