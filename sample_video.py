@@ -64,7 +64,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--ulysses-degree", type=int, default=1,
                    help="Ulysses sequence-parallel degree; launch with torchrun --nproc_per_node N (world size divisible by N)")
-    return add_model_args(p)
+    add_model_args(p)
+    add_i2v_args(p)
+    return p
+
+
+def add_i2v_args(p: argparse.ArgumentParser) -> None:
+    """The released HunyuanVideo-I2V flags, and video-to-video."""
+    g = p.add_argument_group("image-to-video (HunyuanVideo-I2V weights) and video-to-video (text-to-video weights)")
+    g.add_argument("--i2v-mode", action="store_true", help="image-to-video: needs --i2v-image-path and I2V weights")
+    g.add_argument("--i2v-image-path", default=None, help="the first frame to animate (any image PIL reads)")
+    g.add_argument("--i2v-resolution", default="720p", choices=["64p", "128p", "256p", "360p", "540p", "720p"],
+                   help="bucket family (released: 360p, 540p, 720p; 64p-256p for small models): the video size is "
+                        "the bucket closest to the image's aspect ratio (--video-size is ignored)")
+    g.add_argument("--i2v-condition-type", default=None, choices=["token_replace", "latent_concat"],
+                   help="what the weights must be (default: read from them; the released model is token_replace)")
+    g.add_argument("--i2v-stability", action="store_true",
+                   help="start from 0.999 * noise + 0.001 * image latent (steadier video; released flag)")
+    g.add_argument("--video-path", default=None,
+                   help="video-to-video (SDEdit) input clip (an image gives a still clip), resized to --video-size")
+    g.add_argument("--strength", type=float, default=None,
+                   help="video-to-video strength in (0, 1]: the fraction of the schedule re-run (default 0.8; 1 = "
+                        "text-to-video from the same noise)")
+    g.add_argument("--fix-first-frame", action="store_true",
+                   help="video-to-video: keep the input's first frame (latent frame 0 on the input's at every "
+                        "sigma; image-to-video with text-to-video weights)")
+
+
+def check_i2v_args(args) -> None:
+    """The I2V / V2V flag combinations (before the request check).
+
+    Raises:
+        ValueError: a flag without the mode it belongs to, both modes, a strength outside (0, 1].
+    """
+    if args.i2v_mode and not args.i2v_image_path:
+        raise ValueError("--i2v-mode needs --i2v-image-path IMAGE (the first frame to animate)")
+    if args.i2v_image_path and not args.i2v_mode:
+        raise ValueError("--i2v-image-path is only used with --i2v-mode (image-to-video with HunyuanVideo-I2V weights)")
+    if args.i2v_mode and args.video_path:
+        raise ValueError("choose --i2v-mode (image-to-video) or --video-path (video-to-video), not both")
+    if args.strength is not None and not args.video_path:
+        raise ValueError("--strength is only used with --video-path (video-to-video)")
+    if args.fix_first_frame and not args.video_path:
+        raise ValueError("--fix-first-frame is only used with --video-path (video-to-video)")
+    if args.strength is not None and not 0.0 < args.strength <= 1.0:
+        raise ValueError(f"--strength must be in (0, 1] (0 keeps the input, 1 is text-to-video from pure noise), "
+                         f"got {args.strength}")
 
 
 def request_of(args):
@@ -76,6 +121,10 @@ def request_of(args):
                          flow_shift=args.flow_shift, embedded_guidance_scale=args.embedded_cfg_scale,
                          cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, num_videos=args.num_videos,
                          batch_size=args.batch_size, fps=args.fps, vae_tiling=args.vae_tiling,
+                         image_path=args.i2v_image_path if args.i2v_mode else None,
+                         i2v_resolution=args.i2v_resolution, i2v_stability=args.i2v_stability,
+                         video_path=args.video_path, strength=0.8 if args.strength is None else args.strength,
+                         fix_first_frame=args.fix_first_frame,
                          extra={k: v for k, v in vars(args).items() if k != "entries"})
 
 
@@ -89,6 +138,7 @@ def check_args(args) -> None:
     if len(args.video_size) == 1:
         args.video_size = args.video_size * 2
     check_model_args(args)
+    check_i2v_args(args)
     if args.prompt_file is not None:
         from hyvideo.prompt_file import read_prompt_file  # noqa: PLC0415
 
@@ -100,6 +150,12 @@ def check_args(args) -> None:
         check_request(dataclasses.replace(request_of(args), prompt=args.entries[0].prompt))
     else:
         check_request(request_of(args))
+    if args.i2v_mode:  # the video size is the image's bucket (released rule), said in one line
+        from hyvideo.sampling import apply_image_bucket  # noqa: PLC0415
+
+        req, line = apply_image_bucket(request_of(args))
+        args.video_size = [req.height, req.width]
+        print(line)
     if args.ulysses_degree < 1:
         raise ValueError(f"--ulysses-degree must be >= 1, got {args.ulysses_degree}")
     prepare_output_dir(args.save_path)
@@ -114,8 +170,9 @@ def check_model_fits(args, device: str) -> None:
     from hyvideo.models.dit import HYVideoDiffusionTransformer  # noqa: PLC0415
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
 
-    paths = resolve_model_paths(args.model_base, args.dit_weight)
+    paths = resolve_model_paths(args.model_base, args.dit_weight, i2v=args.i2v_mode)
     dit_cfg = dit_config_for(paths.dit, args.model)
+    check_condition_type(args, dit_cfg, paths.dit)
     if args.ulysses_degree > 1:
         from hyvideo.parallel.sequence_parallel import check_sp_degree  # noqa: PLC0415
         from hyvideo.pipeline import latent_shape  # noqa: PLC0415
@@ -149,6 +206,25 @@ def check_model_fits(args, device: str) -> None:
             f"this request needs about {est.total / GIB:.1f} GiB on {device} (weights {est.weights / GIB:.1f}, DiT "
             f"activations {est.dit_activations / GIB:.1f}, VAE decode {est.vae_activations / GIB:.1f}, frames "
             f"{est.video / GIB:.1f}) but {free / GIB:.1f} GiB are free; try {advice(est, args.vae_tiling, offload_mode(args), args.use_fp8)}")
+
+
+def check_condition_type(args, dit_cfg: dict, dit_path) -> None:
+    """The weights must fit the mode: I2V flags need an I2V DiT, text-to-video / video-to-video a T2V one.
+
+    Raises:
+        ValueError: naming the condition type found in the weights.
+    """
+    found = dit_cfg.get("i2v_condition_type")
+    if args.i2v_mode and found is None:
+        raise ValueError(f"--i2v-mode needs HunyuanVideo-I2V weights, but the DiT at {dit_path} has "
+                         f"i2v_condition_type None (a text-to-video model); point --model-base at an I2V tree "
+                         f"(hunyuan-video-i2v-720p/, or a diffusers HunyuanVideoImageToVideoPipeline folder)")
+    if not args.i2v_mode and found is not None:
+        raise ValueError(f"the DiT at {dit_path} is an image-to-video model (i2v_condition_type {found!r}); pass "
+                         f"--i2v-mode --i2v-image-path IMAGE, or point --model-base at text-to-video weights")
+    if args.i2v_mode and args.i2v_condition_type not in (None, found):
+        raise ValueError(f"--i2v-condition-type {args.i2v_condition_type} does not match the DiT at {dit_path} "
+                         f"(i2v_condition_type {found!r})")
 
 
 def setup_distributed(args, device: str):
@@ -200,7 +276,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         check_args(args)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from hyvideo.checkpoint.io import WeightLoadError  # noqa: PLC0415
@@ -234,6 +310,9 @@ def main(argv=None) -> int:
             # every rank of an SP group holds the same video; its first rank writes it
             run_request(pipe, req, args.save_path, seeds=todo, write=env is None or env.sp_rank == 0,
                         sidecar_extra={"device": device, "accel": str(plan)})
+    except ValueError as e:  # an input clip shorter than its header said
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (NonFiniteError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -176,7 +176,7 @@ def load_models(args, device: str, sp_group=None, log=print):
     mode = offload_mode(args)
     pipe = load_pipeline(args.model_base, dit_weight=args.dit_weight, model=args.model, load_key=args.load_key,
                          dit_dtype=dt["dit"], vae_dtype=dt["vae"], text_dtype=dt["text"], device=device,
-                         fp8=args.use_fp8, offload=mode, log=log)
+                         fp8=args.use_fp8, offload=mode, log=log, i2v=getattr(args, "i2v_mode", False))
     apply_loras(args, pipe.dit, log)
     plan = accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(
         device=device, attn_backend=args.attn_backend, cache_threshold=args.cache_threshold,

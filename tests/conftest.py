@@ -67,3 +67,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_i2v_tree(tmp_path_factory):
+    """``tiny_i2v_tree(condition_type, layout)``: a tiny HunyuanVideo-I2V tree (``scripts/make_tiny_checkpoints.py
+    --i2v``), official or diffusers layout, built once per session (same seed: the layouts hold equal weights)."""
+    trees = {}
+
+    def make(condition_type: str = "token_replace", layout: str = "official") -> Path:
+        key = (condition_type, layout)
+        if key not in trees:
+            mk = load_script("make_tiny_checkpoints")
+            writer = mk.write_official if layout == "official" else mk.write_diffusers
+            trees[key] = writer(tmp_path_factory.mktemp(f"tiny_i2v_{condition_type}_{layout}"), 0, condition_type)
+        return trees[key]
+
+    return make

@@ -97,13 +97,14 @@ class StepCachedDiT(HYVideoDiffusionTransformer):
 
     step_cache: FirstBlockCache
 
-    def forward(self, x, t, text_states, text_mask=None, text_states_2=None, guidance=None):
+    def forward(self, x, t, text_states, text_mask=None, text_states_2=None, guidance=None, first_frame_clean=None):
         """The model's forward with block 0 split off: blocks 1.. are skipped when the cache allows it."""
         cache = self.step_cache
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
-        img, txt, vec, key_mask, rope = self.embed(x, t, text_states, text_mask, text_states_2, guidance)
+        img, txt, vec, key_mask, rope, first = self.embed(x, t, text_states, text_mask, text_states_2, guidance,
+                                                          first_frame_clean)
         img_in = img
-        img, txt = self.double_blocks[0](img, txt, vec, key_mask, rope)
+        img, txt = self.double_blocks[0](img, txt, vec, key_mask, rope, first)
         first_residual = img - img_in
         del img_in
         if cache.can_skip(cache.stats(first_residual)):
@@ -111,10 +112,10 @@ class StepCachedDiT(HYVideoDiffusionTransformer):
         else:
             img_first = img
             for block in self.double_blocks[1:]:
-                img, txt = block(img, txt, vec, key_mask, rope)
+                img, txt = block(img, txt, vec, key_mask, rope, first)
             h = torch.cat([img, txt], dim=1)
             for block in self.single_blocks:
-                h = block(h, vec, key_mask, rope)
+                h = block(h, vec, key_mask, rope, first)
             img = h[:, : img.shape[1]]
             cache.update(first_residual, img_first, img)
         return self.unpatchify(self.final_layer(img, vec), self.grid_size(x.shape))

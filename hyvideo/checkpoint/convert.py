@@ -161,3 +161,23 @@ def _rename_inverse(key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
         if regex.fullmatch(key):
             return {re.sub(regex, template, key): value}
     raise KeyError(f"official key with no diffusers counterpart: {key}")
+
+
+def t2v_to_i2v_dit(sd: dict[str, torch.Tensor], condition_type: str) -> dict[str, torch.Tensor]:
+    """Initialise an image-to-video DiT from text-to-video weights (released key names; e.g. the nano I2V variant).
+
+    ``token_replace`` keeps every tensor (same keys and shapes). ``latent_concat`` widens ``img_in.proj.weight``
+    ``[D, C, p_t, p_h, p_w]`` to ``2 C + 1`` input channels with zeros, so the new model starts as the
+    text-to-video one (the image and mask channels begin with no effect).
+
+    Raises:
+        ValueError: an unknown condition type.
+        KeyError: no ``img_in.proj.weight`` in ``sd``.
+    """
+    if condition_type not in ("latent_concat", "token_replace"):
+        raise ValueError(f"unknown I2V condition type {condition_type!r}; allowed: 'latent_concat', 'token_replace'")
+    out = dict(sd)
+    if condition_type == "latent_concat":
+        w = sd["img_in.proj.weight"]
+        out["img_in.proj.weight"] = torch.cat([w, w.new_zeros(w.shape[0], w.shape[1] + 1, *w.shape[2:])], dim=1)
+    return out

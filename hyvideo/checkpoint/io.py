@@ -8,6 +8,10 @@ Layouts understood (spec sections 2.1, 3.9, 6):
     ckpts/hunyuan-video-t2v-720p/vae/{config.json, pytorch_model.pt}
     ckpts/text_encoder/   ckpts/text_encoder_2/
 
+  and the HunyuanVideo-I2V tree (``hunyuan-video-i2v-720p/`` with the same files, ``text_encoder_i2v/`` = the
+  full LLaVA). A released file has no config: its ``img_in`` width (33 channels: latent concat), its keys
+  (``guidance_in``) and its folder (``hunyuan-video-i2v-720p``: token replace) complete the preset.
+
   A ``config.json`` beside the DiT weight file (written by ``scripts/make_tiny_checkpoints.py`` and by
   the training export) gives the DiT config; without one, the named preset (``hyvideo/configs/dit_13b.json``,
   shipped inside the package) is used. The released FP8 pair ``mp_rank_00_model_states_fp8.pt`` +
@@ -39,6 +43,8 @@ DIT_PRESETS = {"HYVideo-T/2-cfgdistill": "dit_13b.json", "HYVideo-T/2": "dit_13b
 OFFICIAL_DIT_SUBDIR = Path("hunyuan-video-t2v-720p") / "transformers"
 OFFICIAL_DIT_FILE = "mp_rank_00_model_states.pt"
 OFFICIAL_VAE_SUBDIR = Path("hunyuan-video-t2v-720p") / "vae"
+OFFICIAL_I2V_ROOT = "hunyuan-video-i2v-720p"  # HunyuanVideo-I2V: same files as the t2v root
+OFFICIAL_I2V_TEXT_ENCODER = "text_encoder_i2v"  # the full LLaVA (vision tower + projector + Llama)
 
 
 class WeightLoadError(RuntimeError):
@@ -56,12 +62,16 @@ class ModelPaths:
     text_encoder_2: Path
 
 
-def resolve_model_paths(model_base: str | os.PathLike, dit_weight: str | os.PathLike | None = None) -> ModelPaths:
+def resolve_model_paths(model_base: str | os.PathLike, dit_weight: str | os.PathLike | None = None,
+                        i2v: bool = False) -> ModelPaths:
     """Find the components of an official ``ckpts/`` tree or a diffusers-format folder.
 
     Args:
         model_base: the tree's root folder.
         dit_weight: optional DiT weight file or folder overriding the tree's.
+        i2v: prefer the image-to-video components of an official tree (``hunyuan-video-i2v-720p/``,
+            ``text_encoder_i2v/``). When only the other kind is present it is returned, so that the caller can
+            name the condition type it found (:func:`dit_config_for`).
 
     Raises:
         FileNotFoundError: ``model_base`` (or a component of it) does not exist; the message names the path.
@@ -73,8 +83,14 @@ def resolve_model_paths(model_base: str | os.PathLike, dit_weight: str | os.Path
         paths = ModelPaths("diffusers", base / "transformer", base / "vae", base / "text_encoder",
                            base / "text_encoder_2")
     else:
-        paths = ModelPaths("official", base / OFFICIAL_DIT_SUBDIR / OFFICIAL_DIT_FILE, base / OFFICIAL_VAE_SUBDIR,
-                           base / "text_encoder", base / "text_encoder_2")
+        t2v_root, i2v_root = OFFICIAL_DIT_SUBDIR.parent, Path(OFFICIAL_I2V_ROOT)
+        root = i2v_root if i2v else t2v_root
+        other = t2v_root if i2v else i2v_root
+        if not (base / root).is_dir() and (base / other).is_dir():
+            root = other
+        text = OFFICIAL_I2V_TEXT_ENCODER if root == i2v_root else "text_encoder"
+        paths = ModelPaths("official", base / root / "transformers" / OFFICIAL_DIT_FILE, base / root / "vae",
+                           base / text, base / "text_encoder_2")
     if dit_weight is not None:
         paths = ModelPaths(paths.layout, Path(dit_weight), paths.vae, paths.text_encoder, paths.text_encoder_2)
     for name in ("dit", "vae", "text_encoder", "text_encoder_2"):
@@ -205,7 +221,8 @@ def read_dit_state_dict(path: str | os.PathLike, load_key: str = "module") -> di
 
 
 def dit_config_for(path: str | os.PathLike, model: str = "HYVideo-T/2-cfgdistill") -> dict:
-    """DiT constructor kwargs for a weight path: a ``config.json`` beside it (ours or diffusers'), else a preset.
+    """DiT constructor kwargs for a weight path: a ``config.json`` beside it (ours or diffusers'), else a preset
+    completed from the weight file itself (:func:`released_file_overrides`).
 
     Raises:
         ValueError: unknown preset name.
@@ -218,7 +235,29 @@ def dit_config_for(path: str | os.PathLike, model: str = "HYVideo-T/2-cfgdistill
         return dit_config_from_diffusers(cfg) if "num_attention_heads" in cfg else cfg
     if model not in DIT_PRESETS:
         raise ValueError(f"unknown DiT preset {model!r}; allowed: {sorted(DIT_PRESETS)}")
-    return json.loads((CONFIG_DIR / DIT_PRESETS[model]).read_text())
+    preset = json.loads((CONFIG_DIR / DIT_PRESETS[model]).read_text())
+    return {**preset, **released_file_overrides(path, preset.get("out_channels") or 16)}
+
+
+def released_file_overrides(path: str | os.PathLike, out_channels: int = 16) -> dict:
+    """What a config-less released DiT file says about itself: ``in_channels`` (33 = ``2 * 16 + 1``: latent
+    concat), ``guidance_embed`` (``guidance_in`` keys present) and ``i2v_condition_type`` (latent concat by its
+    width; token replace for a 16-channel file under ``hunyuan-video-i2v-720p/``, which is what HunyuanVideo-I2V
+    ships). Reads the file memory-mapped (no tensor data); an unreadable file gives ``{}`` (its load reports it).
+    """
+    try:
+        sd = read_dit_state_dict(path)
+    except (FileNotFoundError, WeightLoadError, OSError):
+        return {}
+    weight = sd.get("img_in.proj.weight")
+    if weight is None:
+        return {}
+    out = {"in_channels": int(weight.shape[1]), "guidance_embed": "guidance_in.mlp.0.weight" in sd}
+    if out["in_channels"] == 2 * out_channels + 1:
+        out["i2v_condition_type"] = "latent_concat"
+    elif OFFICIAL_I2V_ROOT in Path(path).resolve().parts:
+        out["i2v_condition_type"] = "token_replace"
+    return out
 
 
 def dit_config_from_diffusers(cfg: dict) -> dict:
@@ -232,6 +271,31 @@ def dit_config_from_diffusers(cfg: dict) -> dict:
         rope_theta=cfg.get("rope_theta", 256.0), qk_norm=cfg.get("qk_norm") is not None, qk_norm_type="rms",
         guidance_embed=cfg["guidance_embeds"], text_states_dim=cfg["text_embed_dim"],
         text_states_dim_2=cfg["pooled_projection_dim"], text_refiner_depth=cfg.get("num_refiner_layers", 2),
+        i2v_condition_type=cfg.get("image_condition_type"),
+    )
+
+
+def dit_config_to_diffusers(cfg: dict) -> dict:
+    """Inverse of :func:`dit_config_from_diffusers`: hyvideo / released kwargs -> diffusers
+    ``HunyuanVideoTransformer3DModel`` kwargs (``i2v_condition_type`` -> ``image_condition_type``).
+
+    Raises:
+        ValueError: a config diffusers cannot express (non-square spatial patch, no QK norm or a LayerNorm one).
+    """
+    patch = list(cfg.get("patch_size", [1, 2, 2]))
+    if patch[1] != patch[2] or not cfg.get("qk_norm", True) or cfg.get("qk_norm_type", "rms") != "rms":
+        raise ValueError(f"diffusers' HunyuanVideoTransformer3DModel needs a square spatial patch and RMS QK norm; "
+                         f"got patch_size {patch}, qk_norm {cfg.get('qk_norm')}, {cfg.get('qk_norm_type')!r}")
+    heads = cfg["heads_num"]
+    return dict(
+        in_channels=cfg["in_channels"], out_channels=cfg.get("out_channels") or cfg["in_channels"],
+        num_attention_heads=heads, attention_head_dim=cfg["hidden_size"] // heads,
+        num_layers=cfg["mm_double_blocks_depth"], num_single_layers=cfg["mm_single_blocks_depth"],
+        num_refiner_layers=cfg.get("text_refiner_depth", 2), mlp_ratio=cfg.get("mlp_width_ratio", 4.0),
+        patch_size=patch[1], patch_size_t=patch[0], qk_norm="rms_norm", guidance_embeds=cfg["guidance_embed"],
+        text_embed_dim=cfg["text_states_dim"], pooled_projection_dim=cfg["text_states_dim_2"],
+        rope_theta=float(cfg.get("rope_theta", 256.0)), rope_axes_dim=tuple(cfg["rope_dim_list"]),
+        image_condition_type=cfg.get("i2v_condition_type"),
     )
 
 

@@ -11,7 +11,7 @@ import os
 import torch
 
 from hyvideo.checkpoint.io import load_dit, load_vae, resolve_model_paths
-from hyvideo.checkpoint.text import load_clip_text_encoder, load_llm_text_encoder
+from hyvideo.checkpoint.text import load_clip_text_encoder, load_llava_i2v_text_encoder, load_llm_text_encoder
 
 # Where each model lives under each offload mode ("device" or "cpu"), and which models the pipeline moves to the
 # device only while they run. "cpu" is the released --use-cpu-offload (DiT blocks streamed from CPU memory by
@@ -29,8 +29,13 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
                   model: str = "HYVideo-T/2-cfgdistill", load_key: str = "module",
                   dit_dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float16,
                   text_dtype: torch.dtype = torch.float16, device: str | torch.device = "cpu",
-                  fp8: bool = False, offload: str = "none", log=print):
+                  fp8: bool = False, offload: str = "none", i2v: bool = False,
+                  image_embed_interleave: int | None = None, log=print):
     """Load the four models of a tree and wrap them in a :class:`hyvideo.pipeline.HunyuanVideoPipeline`.
+
+    An image-to-video DiT (``i2v_condition_type`` set) gets the LLaVA text encoder of HunyuanVideo-I2V
+    (``text_encoder_i2v/`` or the diffusers tree's LLaVA ``text_encoder/``) with the released image-embedding
+    interleave of its condition type.
 
     Args:
         model_base: official ``ckpts/`` root or diffusers folder (:func:`hyvideo.checkpoint.io.resolve_model_paths`).
@@ -41,6 +46,9 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
         device: compute device.
         fp8: FP8 block weights (released ``*_fp8.pt`` pair if present, else quantised on the CPU).
         offload: one of :data:`OFFLOAD_MODES`.
+        i2v: prefer the image-to-video components of an official tree.
+        image_embed_interleave: keep every n-th image feature in the text states (None: 4 for token replace,
+            2 for latent concat).
         log: one-line progress messages.
 
     Returns:
@@ -55,12 +63,19 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
         raise ValueError(f"unknown offload mode {offload!r}; allowed: {list(OFFLOAD_MODES)}")
     homes, moved = OFFLOAD_MODES[offload]
     device = torch.device(device)
-    paths = resolve_model_paths(model_base, dit_weight)
+    paths = resolve_model_paths(model_base, dit_weight, i2v=i2v)
     log(f"loading {paths.layout} model tree from {model_base}: DiT {paths.dit}")
     dit = load_dit(paths.dit, model=model, load_key=load_key, dtype=dit_dtype, device=homes.get("dit", device),
                    fp8=fp8)
     vae = load_vae(paths.vae, dtype=vae_dtype, device=homes.get("vae", device))
     text_home = homes.get("text", device)
-    llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home)
+    if dit.i2v_condition_type is None:
+        llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home)
+    else:
+        from hyvideo.text.llava_i2v import default_image_embed_interleave  # noqa: PLC0415
+
+        interleave = image_embed_interleave or default_image_embed_interleave(dit.i2v_condition_type)
+        llm = load_llava_i2v_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home,
+                                          image_embed_interleave=interleave)
     clip = load_clip_text_encoder(paths.text_encoder_2, dtype=text_dtype, device=text_home)
     return HunyuanVideoPipeline(dit, vae, llm, clip, device=device, offload=moved)

@@ -218,4 +218,72 @@ def load_clip_text_encoder(
     return CLIPTextEncoder(model, tokenizer, **encoder_kwargs)
 
 
-__all__ = ["load_llm_text_encoder", "load_clip_text_encoder"]
+def _image_processor_dir(model_dir: Path) -> Path:
+    """The folder holding ``preprocessor_config.json``: the model folder (official) or ``../image_processor``
+    (diffusers).
+
+    Raises:
+        FileNotFoundError: neither holds one (both paths named).
+    """
+    for folder in (model_dir, model_dir.parent / "image_processor"):
+        if (folder / "preprocessor_config.json").is_file():
+            return folder
+    raise FileNotFoundError(f"No CLIP image processor for the LLaVA text encoder at '{model_dir}': no "
+                            f"preprocessor_config.json in '{model_dir}' or '{model_dir.parent / 'image_processor'}'.")
+
+
+def load_clip_image_processor(folder: Path):
+    """``CLIPImageProcessor`` of a folder, PIL backend (transformers 5 ``CLIPImageProcessorPil``: no torchvision)."""
+    import transformers
+
+    cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    return cls.from_pretrained(folder, local_files_only=True)
+
+
+def load_llava_i2v_text_encoder(
+    path, dtype: torch.dtype | None = torch.float16, device: str | torch.device = "cpu", **encoder_kwargs
+):
+    """Loads HunyuanVideo-I2V's text encoder (the full LLaVA: CLIP vision tower, projector, Llama) offline.
+
+    Accepted layouts: the official ``ckpts/text_encoder_i2v`` (``xtuner/llava-llama-3-8b-v1_1-transformers`` as
+    downloaded: model, tokenizer and ``preprocessor_config.json`` in one folder) or the ``ckpts`` root holding it;
+    a diffusers I2V tree (its root or its ``text_encoder/`` subfolder; tokenizer in ``tokenizer/``, image
+    processor in ``image_processor/``).
+
+    Args:
+        path: folder of one of the layouts above.
+        dtype: weight dtype (the release runs it in float16); None keeps the checkpoint's.
+        device: device to put the model on.
+        **encoder_kwargs: passed to :class:`hyvideo.text.llava_i2v.LlavaI2VTextEncoder` (template, text_len,
+            image_embed_interleave, ...).
+
+    Returns:
+        A ``LlavaI2VTextEncoder`` in eval mode with frozen weights.
+
+    Raises:
+        FileNotFoundError: a missing folder, config, tokenizer, image processor or weights (paths named).
+        ValueError: the folder holds a text-only model (not a LLaVA with a vision tower).
+        RuntimeError: the checkpoint lacks some of the model's weights.
+    """
+    from transformers import AutoConfig, AutoTokenizer, LlavaForConditionalGeneration
+
+    from hyvideo.text.llava_i2v import LlavaI2VTextEncoder
+
+    path = Path(path)
+    if (path / "text_encoder_i2v" / "config.json").is_file():
+        path = path / "text_encoder_i2v"
+    model_dir, tokenizer_dir = _resolve_folders(path, "text_encoder", "tokenizer", "LLaVA I2V text encoder")
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    if getattr(config, "vision_config", None) is None:
+        raise ValueError(f"'{model_dir}' holds a text-only {type(config).__name__}; image-to-video needs the full "
+                         f"LLaVA (e.g. xtuner/llava-llama-3-8b-v1_1-transformers in ckpts/text_encoder_i2v)")
+    model, info = LlavaForConditionalGeneration.from_pretrained(
+        model_dir, local_files_only=True, output_loading_info=True, **_dtype_kwargs(dtype))
+    _check_loading_info(info, model_dir)
+    model = model.to(device).eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, padding_side="right")
+    return LlavaI2VTextEncoder(model, tokenizer, load_clip_image_processor(_image_processor_dir(model_dir)),
+                               **encoder_kwargs)
+
+
+__all__ = ["load_llm_text_encoder", "load_clip_text_encoder", "load_llava_i2v_text_encoder"]

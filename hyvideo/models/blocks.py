@@ -2,6 +2,11 @@
 
 Joint attention runs over ``[img, txt]`` (image tokens first); RoPE applies to image q/k only.
 Reference: HV:hyvideo/modules/models.py (``MMDoubleStreamBlock``, ``MMSingleStreamBlock``, ``FinalLayer``).
+
+Token-replace image-to-video (HunyuanVideo-I2V): the first ``num_tokens`` image tokens (latent frame 0, which
+holds the clean image latent) are modulated with their own conditioning vector (timestep 0) through the same
+``*_mod`` linears; :class:`FirstFrameVec` carries it and :class:`SplitModulation` applies it
+(HVI2V:hyvideo/modules/modulate_layers.py ``modulate(..., condition_type="token_replace")``).
 """
 
 from __future__ import annotations
@@ -20,9 +25,45 @@ from hyvideo.ops.attention import Attention
 
 @dataclass
 class ModulationOut:
+    """One adaLN group for every token: ``shift``, ``scale``, ``gate`` each ``[B, D]``."""
+
     shift: torch.Tensor  # [B, D]
     scale: torch.Tensor  # [B, D]
     gate: torch.Tensor  # [B, D]
+
+    def modulate(self, x: torch.Tensor) -> torch.Tensor:
+        """``x * (1 + scale) + shift`` over ``[B, L, D]``."""
+        return modulate(x, self.shift, self.scale)
+
+    def gated(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``residual + x * gate`` over ``[B, L, D]``."""
+        return gated_residual(residual, x, self.gate)
+
+
+@dataclass
+class FirstFrameVec:
+    """Token-replace conditioning: the first ``num_tokens`` tokens use ``vec`` ``[B, D]`` (timestep 0)."""
+
+    vec: torch.Tensor
+    num_tokens: int
+
+
+@dataclass
+class SplitModulation:
+    """``first`` modulates tokens ``[:num_tokens]`` (the clean first latent frame), ``rest`` the others."""
+
+    first: ModulationOut
+    rest: ModulationOut
+    num_tokens: int
+
+    def modulate(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.num_tokens
+        return torch.cat([self.first.modulate(x[:, :n]), self.rest.modulate(x[:, n:])], dim=1)
+
+    def gated(self, residual: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        n = self.num_tokens
+        return torch.cat([self.first.gated(residual[:, :n], x[:, :n]), self.rest.gated(residual[:, n:], x[:, n:])],
+                         dim=1)
 
 
 class ModulateDiT(nn.Module):
@@ -33,9 +74,16 @@ class ModulateDiT(nn.Module):
         self.act = nn.SiLU()
         self.linear = nn.Linear(hidden_size, factor * hidden_size, device=device, dtype=dtype)
 
-    def forward(self, vec: torch.Tensor) -> list[ModulationOut]:
+    def groups(self, vec: torch.Tensor) -> list[ModulationOut]:
         chunks = self.linear(self.act(vec)).chunk(self.linear.out_features // self.linear.in_features, dim=-1)
         return [ModulationOut(*chunks[i: i + 3]) for i in range(0, len(chunks), 3)]
+
+    def forward(self, vec: torch.Tensor, first_frame: FirstFrameVec | None = None):
+        """vec ``[B, D]`` -> one :class:`ModulationOut` per group, or :class:`SplitModulation` for token replace."""
+        if first_frame is None:
+            return self.groups(vec)
+        return [SplitModulation(f, r, first_frame.num_tokens)
+                for f, r in zip(self.groups(first_frame.vec), self.groups(vec))]
 
 
 def make_qk_norm(enabled: bool, norm_type: str, head_dim: int, device=None, dtype=None) -> nn.Module:
@@ -87,14 +135,15 @@ class MMDoubleStreamBlock(nn.Module):
         self.txt_mlp = MLP(hidden_size, mlp_hidden, nn.GELU(approximate="tanh"), **kw)
         self.attn = Attention(attn_backend)
 
-    def forward(self, img, txt, vec, key_mask, rope):
+    def forward(self, img, txt, vec, key_mask, rope, first_frame: FirstFrameVec | None = None):
         """img ``[B, L_img, D]``, txt ``[B, L_txt, D]``, vec ``[B, D]``, key_mask ``[B, L]`` bool or None,
-        rope ``(cos, sin)`` each ``[L_img, D_h]``. Returns the updated ``(img, txt)``."""
-        img_mod1, img_mod2 = self.img_mod(vec)
+        rope ``(cos, sin)`` each ``[L_img, D_h]``, first_frame: token-replace conditioning of the first image
+        tokens (None: every image token uses ``vec``). Returns the updated ``(img, txt)``."""
+        img_mod1, img_mod2 = self.img_mod(vec, first_frame)
         txt_mod1, txt_mod2 = self.txt_mod(vec)
         # 1. q, k, v per stream [B, L, N_h, D_h]
-        img_qkv = self.img_attn_qkv(modulate(self.img_norm1(img), img_mod1.shift, img_mod1.scale))
-        txt_qkv = self.txt_attn_qkv(modulate(self.txt_norm1(txt), txt_mod1.shift, txt_mod1.scale))
+        img_qkv = self.img_attn_qkv(img_mod1.modulate(self.img_norm1(img)))
+        txt_qkv = self.txt_attn_qkv(txt_mod1.modulate(self.txt_norm1(txt)))
         img_q, img_k, img_v = rearrange(img_qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
         txt_q, txt_k, txt_v = rearrange(txt_qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
         # 2. QK norm, RoPE on image tokens, joint [img, txt] attention
@@ -106,12 +155,10 @@ class MMDoubleStreamBlock(nn.Module):
         del q, k, v
         img_attn, txt_attn = attn[:, : img.shape[1]], attn[:, img.shape[1]:]
         # 3. Gated residuals: attention projection, then the MLP
-        img = gated_residual(img, self.img_attn_proj(img_attn), img_mod1.gate)
-        img = gated_residual(img, self.img_mlp(modulate(self.img_norm2(img), img_mod2.shift, img_mod2.scale)),
-                             img_mod2.gate)
-        txt = gated_residual(txt, self.txt_attn_proj(txt_attn), txt_mod1.gate)
-        txt = gated_residual(txt, self.txt_mlp(modulate(self.txt_norm2(txt), txt_mod2.shift, txt_mod2.scale)),
-                             txt_mod2.gate)
+        img = img_mod1.gated(img, self.img_attn_proj(img_attn))
+        img = img_mod2.gated(img, self.img_mlp(img_mod2.modulate(self.img_norm2(img))))
+        txt = txt_mod1.gated(txt, self.txt_attn_proj(txt_attn))
+        txt = txt_mod2.gated(txt, self.txt_mlp(txt_mod2.modulate(self.txt_norm2(txt))))
         return img, txt
 
 
@@ -149,18 +196,19 @@ class MMSingleStreamBlock(nn.Module):
         """``linear2(cat([attn, mlp], -1))``: attn ``[B, L, D]``, mlp ``[B, L, D_mlp]`` -> ``[B, L, D]``."""
         return self.linear2(torch.cat([attn, mlp], dim=2))
 
-    def forward(self, x, vec, key_mask, rope):
+    def forward(self, x, vec, key_mask, rope, first_frame: FirstFrameVec | None = None):
         """x ``[B, L_img + L_txt, D]`` (text last), vec ``[B, D]``, key_mask ``[B, L]`` bool or None,
-        rope ``(cos, sin)`` each ``[L_img, D_h]`` (rotates the image tokens only) -> same shape as x."""
-        (mod,) = self.modulation(vec)
-        qkv, mlp = self.split_linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
+        rope ``(cos, sin)`` each ``[L_img, D_h]`` (rotates the image tokens only), first_frame: token-replace
+        conditioning of the first image tokens (None: every token uses ``vec``) -> same shape as x."""
+        (mod,) = self.modulation(vec, first_frame)
+        qkv, mlp = self.split_linear1(mod.modulate(self.pre_norm(x)))
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.heads_num)
         del qkv
         q = self.norm_rope_joint([(self.q_norm, q, rope)], v.dtype)
         k = self.norm_rope_joint([(self.k_norm, k, rope)], v.dtype)
         attn = self.attn(q, k, v, key_mask)
         del q, k, v  # v views linear1's [B, L, 3 D + D_mlp] output: free it before the projection
-        return gated_residual(x, self.project_out(attn, mlp), mod.gate)
+        return mod.gated(x, self.project_out(attn, mlp))
 
 
 class FinalLayer(nn.Module):

@@ -1,8 +1,14 @@
-"""HunyuanVideo diffusion transformer (``HYVideo-T/2``; spec section 1).
+"""HunyuanVideo diffusion transformer (``HYVideo-T/2``; spec section 1), text- and image-to-video.
 
 embed (img_in, txt_in token refiner, time_in + vector_in + guidance_in) -> 20 dual-stream blocks ->
 40 single-stream blocks -> final layer -> unpatchify. Parameter names equal the released
 ``mp_rank_00_model_states.pt`` so the released weights load with ``strict=True``.
+
+The HunyuanVideo-I2V variants (HVI2V:hyvideo/modules/models.py, diffusers ``image_condition_type``) have the
+same parameter names: ``latent_concat`` only widens ``img_in`` to ``2 C_z + 1`` input channels (noisy latent,
+image latent, mask; built by :mod:`hyvideo.diffusion.i2v`); ``token_replace`` keeps ``C_z`` channels, latent
+frame 0 carries the clean image latent, and its tokens are modulated with timestep 0 (``time_in(0) +
+vector_in(pooled)``, no guidance term) through :class:`hyvideo.models.blocks.FirstFrameVec`.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from hyvideo.models.blocks import FinalLayer, MMDoubleStreamBlock, MMSingleStreamBlock
+from hyvideo.models.blocks import FinalLayer, FirstFrameVec, MMDoubleStreamBlock, MMSingleStreamBlock
 from hyvideo.models.embeddings import MLPEmbedder, PatchEmbed3D, TimestepEmbedder
 from hyvideo.models.rope import RotaryEmbedding3D
 from hyvideo.models.token_refiner import SingleTokenRefiner
+
+I2V_CONDITION_TYPES = ("latent_concat", "token_replace")  # HunyuanVideo-I2V --i2v-condition-type choices
 
 
 class HYVideoDiffusionTransformer(nn.Module):
@@ -42,12 +50,15 @@ class HYVideoDiffusionTransformer(nn.Module):
         use_attention_mask: honour ``text_mask`` (True).
         text_states_dim: LLM hidden size (4096); ``text_states_dim_2``: CLIP pooled size (768).
         text_refiner_depth: token-refiner blocks (2 in the released model; smaller for tiny configs).
+        i2v_condition_type: None (text-to-video), ``"latent_concat"`` (``in_channels = 2 * out_channels + 1``)
+            or ``"token_replace"`` (``in_channels = out_channels``; the released HunyuanVideo-I2V).
         attn_backend: see :func:`hyvideo.ops.attention.attention`.
         device, dtype: factory kwargs (use ``device="meta"`` to build the 13B model without memory).
 
     Raises:
         ValueError: inconsistent sizes (hidden % heads, sum(rope_dim_list) != head dim, bad patch size,
-            unsupported activation / text projection / qk norm type).
+            unsupported activation / text projection / qk norm type, an unknown I2V condition type or channel
+            counts that do not fit it).
     """
 
     def __init__(
@@ -72,6 +83,7 @@ class HYVideoDiffusionTransformer(nn.Module):
         text_states_dim: int = 4096,
         text_states_dim_2: int = 768,
         text_refiner_depth: int = 2,
+        i2v_condition_type: str | None = None,
         attn_backend: str = "auto",
         device=None,
         dtype=None,
@@ -82,6 +94,7 @@ class HYVideoDiffusionTransformer(nn.Module):
         out_channels = in_channels if out_channels is None else out_channels
         self.config["out_channels"] = out_channels
         _validate(hidden_size, heads_num, patch_size, rope_dim_list, mlp_act_type, text_projection)
+        _validate_i2v(i2v_condition_type, in_channels, out_channels)
         kw = {"device": device, "dtype": dtype}
         self.patch_size = tuple(patch_size)
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -89,6 +102,7 @@ class HYVideoDiffusionTransformer(nn.Module):
         self.rope_dim_list, self.rope_theta = tuple(rope_dim_list), rope_theta
         self.guidance_embed, self.use_attention_mask = guidance_embed, use_attention_mask
         self.text_states_dim, self.text_states_dim_2 = text_states_dim, text_states_dim_2
+        self.i2v_condition_type = i2v_condition_type
 
         self.img_in = PatchEmbed3D(self.patch_size, in_channels, hidden_size, **kw)
         self.txt_in = SingleTokenRefiner(text_states_dim, hidden_size, heads_num, depth=text_refiner_depth,
@@ -147,16 +161,23 @@ class HYVideoDiffusionTransformer(nn.Module):
         text_mask: torch.Tensor | None = None,
         text_states_2: torch.Tensor | None = None,
         guidance: torch.Tensor | None = None,
+        first_frame_clean: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the flow velocity ``noise - data``.
 
         Args:
-            x: latents ``[B, C_z, T_z, H_z, W_z]``; each of T_z, H_z, W_z divisible by the patch size.
+            x: latents ``[B, C_in, T_z, H_z, W_z]``; each of T_z, H_z, W_z divisible by the patch size. For
+                ``latent_concat`` ``C_in = 2 C_z + 1`` (noisy latent, image latent, mask); for ``token_replace``
+                latent frame 0 holds the clean image latent.
             t: ``[B]`` float timesteps ``sigma * 1000`` in [0, 1000] (1000 = pure noise).
             text_states: LLM states ``[B, L_txt, text_states_dim]``.
             text_mask: ``[B, L_txt]`` (1 = token, 0 = padding) or None (all valid).
             text_states_2: CLIP pooled ``[B, text_states_dim_2]``.
             guidance: ``[B]`` embedded guidance scale * 1000; required iff ``guidance_embed``.
+            first_frame_clean: ``token_replace`` only: ``[B]`` bool, which samples carry the clean image in
+                latent frame 0 (their first-frame tokens are modulated with timestep 0); the others are
+                text-to-video samples modulated with ``t`` everywhere (training with ``i2v_prob < 1``). None =
+                every sample (I2V sampling).
 
         Returns:
             Velocity ``[B, C_out, T_z, H_z, W_z]`` in the dtype of the final layer.
@@ -165,27 +186,33 @@ class HYVideoDiffusionTransformer(nn.Module):
             ValueError: wrong shapes or a missing guidance / pooled-text input.
         """
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
-        img, txt, vec, key_mask, rope = self.embed(x, t, text_states, text_mask, text_states_2, guidance)
+        img, txt, vec, key_mask, rope, first = self.embed(x, t, text_states, text_mask, text_states_2, guidance,
+                                                          first_frame_clean)
         # Dual-stream then single-stream blocks over [img, txt] (names rebound so each input is freed once used)
         for block in self.double_blocks:
-            img, txt = block(img, txt, vec, key_mask, rope)
+            img, txt = block(img, txt, vec, key_mask, rope, first)
         n_img, h = img.shape[1], torch.cat([img, txt], dim=1)
         del img, txt
         for block in self.single_blocks:
-            h = block(h, vec, key_mask, rope)
+            h = block(h, vec, key_mask, rope, first)
         # Final layer on the image tokens, unpatchify
         return self.unpatchify(self.final_layer(h[:, :n_img], vec), self.grid_size(x.shape))
 
-    def embed(self, x, t, text_states, text_mask, text_states_2, guidance):
-        """Inputs -> ``(img [B, L_img, D], txt [B, L_txt, D], vec [B, D], key_mask [B, L] bool | None, rope)``.
+    def embed(self, x, t, text_states, text_mask, text_states_2, guidance, first_frame_clean=None):
+        """Inputs -> ``(img [B, L_img, D], txt [B, L_txt, D], vec [B, D], key_mask [B, L] bool | None, rope,
+        first_frame)``.
 
         ``rope`` is ``(cos, sin)`` float32 ``[L_img, D_h]``. Trailing text columns that are padding in every row
         are dropped first: padded keys are masked for every query and padded queries never reach the image
         tokens (spec 1.9), so the output is unchanged while attention gets shorter; when no padding is left,
-        ``key_mask`` is None (the unmasked attention kernels run).
+        ``key_mask`` is None (the unmasked attention kernels run). ``first_frame`` is the token-replace
+        :class:`FirstFrameVec` (None for the other condition types): its token count is taken from the image
+        tokens this process holds (one latent frame of them), so it stays right when a sequence-parallel hook
+        has split them by height or width.
         """
-        # 1. Conditioning vector [B, D]
-        vec = self.time_in(t) + self.vector_in(text_states_2)
+        # 1. Conditioning vector [B, D]; token replace: a second one at timestep 0 without the guidance term
+        pooled = self.vector_in(text_states_2)
+        vec = self.time_in(t) + pooled
         if self.guidance_in is not None:
             vec = vec + self.guidance_in(guidance)
         # 2. Tokens: img [B, L_img, D], txt [B, L_txt, D]
@@ -198,8 +225,18 @@ class HYVideoDiffusionTransformer(nn.Module):
         if mask is not None and not bool(mask.bool().all()):
             key_mask = torch.cat([mask.new_ones(mask.shape[0], img.shape[1], dtype=torch.bool), mask.bool()], 1)
         # 3. RoPE tables of the patch grid
-        rope = self.rope(self.grid_size(x.shape), device=x.device)
-        return img, txt, vec, key_mask, rope
+        grid = self.grid_size(x.shape)
+        rope = self.rope(grid, device=x.device)
+        first = None
+        if self.i2v_condition_type == "token_replace":
+            first_vec = self.time_in(torch.zeros_like(t)) + pooled
+            if first_frame_clean is not None:  # text-to-video samples: frame 0 is noisy like the rest
+                if first_frame_clean.shape != t.shape:
+                    raise ValueError(f"first_frame_clean must be [B] = {list(t.shape)} bools, got shape "
+                                     f"{list(first_frame_clean.shape)}")
+                first_vec = torch.where(first_frame_clean.bool().reshape(-1, 1), first_vec, vec)
+            first = FirstFrameVec(first_vec, img.shape[1] // grid[0])
+        return img, txt, vec, key_mask, rope, first
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``[B, L_img, C * p_t * p_h * p_w]`` (c outermost) -> ``[B, C, T * p_t, H * p_h, W * p_w]``."""
@@ -239,6 +276,16 @@ def _trim_padding(text_states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     valid = mask.bool().any(0)
     n = int(valid.nonzero().max()) + 1 if bool(valid.any()) else mask.shape[1]
     return (text_states, mask) if n == mask.shape[1] else (text_states[:, :n], mask[:, :n])
+
+
+def _validate_i2v(condition_type, in_channels, out_channels) -> None:
+    if condition_type is not None and condition_type not in I2V_CONDITION_TYPES:
+        raise ValueError(f"i2v_condition_type {condition_type!r} is not supported; allowed: None (text-to-video), "
+                         f"{', '.join(repr(c) for c in I2V_CONDITION_TYPES)}")
+    want = {"latent_concat": 2 * out_channels + 1, "token_replace": out_channels}.get(condition_type)
+    if want is not None and in_channels != want:
+        raise ValueError(f"i2v_condition_type {condition_type!r} needs in_channels = {want} for out_channels "
+                         f"{out_channels}, got in_channels {in_channels}")
 
 
 def _validate(hidden_size, heads_num, patch_size, rope_dim_list, mlp_act_type, text_projection) -> None:

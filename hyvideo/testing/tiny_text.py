@@ -74,7 +74,8 @@ def tiny_corpus() -> list[str]:
 # Tokenizers
 
 
-def build_llama_tokenizer(vocab_size: int = 1024):
+def build_llama_tokenizer(vocab_size: int = 1024, extra_corpus: tuple[str, ...] = (),
+                          extra_special_tokens: tuple[str, ...] = ()):
     """Builds a tiny byte-level BPE tokenizer that behaves like Llama-3's.
 
     Same pre-tokenizer split pattern and byte-level alphabet as Llama-3, the Llama-3 special tokens, a
@@ -85,6 +86,8 @@ def build_llama_tokenizer(vocab_size: int = 1024):
     Args:
         vocab_size: Upper bound on the vocabulary size; the corpus is small, so the trained vocabulary may be
             smaller.
+        extra_corpus: More training text (e.g. the I2V templates); empty keeps the text-to-video tokenizer.
+        extra_special_tokens: More special tokens, appended after the Llama-3 ones (e.g. LLaVA's ``<image>``).
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast``. It round-trips through ``save_pretrained`` and
@@ -103,11 +106,11 @@ def build_llama_tokenizer(vocab_size: int = 1024):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(LLAMA3_SPECIAL_TOKENS),
+        special_tokens=[*LLAMA3_SPECIAL_TOKENS, *extra_special_tokens],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(tiny_corpus(), trainer)
+    tok.train_from_iterator([*tiny_corpus(), *extra_corpus], trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A",
         pair=f"{BOS} $A {BOS} $B",

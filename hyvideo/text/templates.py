@@ -54,3 +54,42 @@ NEGATIVE_PROMPT = (
     "Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth, "
     "bad eyes, bad limbs, distortion"
 )
+
+
+# HunyuanVideo-I2V templates (HVI2V:hyvideo/constants.py): the system turn starts with the ``<image>`` placeholder,
+# which the LLaVA text encoder expands into the image's CLIP patch features, and an assistant header closes the
+# prompt. ``crop_start`` counts the template tokens before ``{}`` with the single ``<image>`` token (BOS included),
+# as for the text-to-video templates (103 = 95 + "<image>", "\n", " according to the reference image" and the
+# extra "\n\n"); ``image_emb_start`` / ``image_emb_end`` / ``image_emb_len`` locate the image features after
+# expansion (576 = (336 / 14)^2 CLIP ViT-L/14-336 patches, class token dropped).
+_IMAGE_TEMPLATE_I2V = (
+    "<|start_header_id|>system<|end_header_id|>\n\n<image>\nDescribe the image by detailing the color, shape, size, "
+    "texture, quantity, text, spatial relationships of the objects and background:<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+_VIDEO_TEMPLATE_I2V = (
+    "<|start_header_id|>system<|end_header_id|>\n\n<image>\nDescribe the video by detailing the following aspects "
+    "according to the reference image: "
+    "1. The main content and theme of the video."
+    "2. The color, shape, size, texture, quantity, text, and spatial relationships of the objects."
+    "3. Actions, events, behaviors temporal relationships, physical movement changes of the objects."
+    "4. background environment, light, style and atmosphere."
+    "5. camera angles, movements, and transitions used in the video:<|eot_id|>\n\n"
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+
+#: Released I2V templates (``--prompt-template dit-llm-encode-i2v``, ``--prompt-template-video
+#: dit-llm-encode-video-i2v``); the numbers are for the Llama-3 tokenizer and CLIP ViT-L/14-336 of
+#: ``xtuner/llava-llama-3-8b-v1_1-transformers`` (other tokenizers / towers: computed by the encoder).
+PROMPT_TEMPLATE_I2V: dict[str, dict] = {
+    "dit-llm-encode-i2v": {"template": _IMAGE_TEMPLATE_I2V, "crop_start": 36, "image_emb_start": 5,
+                           "image_emb_end": 581, "image_emb_len": 576, "double_return_token_id": 271},
+    "dit-llm-encode-video-i2v": {"template": _VIDEO_TEMPLATE_I2V, "crop_start": 103, "image_emb_start": 5,
+                                 "image_emb_end": 581, "image_emb_len": 576, "double_return_token_id": 271},
+}
+DEFAULT_VIDEO_TEMPLATE_I2V = "dit-llm-encode-video-i2v"
+
+#: Released default negative prompt of I2V sampling (HVI2V:hyvideo/constants.py ``NEGATIVE_PROMPT_I2V``).
+NEGATIVE_PROMPT_I2V = "deformation, a poor composition and deformed video, bad teeth, bad eyes, bad limbs"
