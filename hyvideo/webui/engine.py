@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ LORA_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")  # what the image-to-video upload accepts (PIL format names)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # SampleRequest field that carries the conditioning image of image-to-video (added by the I2V work)
-I2V_IMAGE_FIELD = "i2v_image"
+I2V_IMAGE_FIELD = "image_path"  # hyvideo.sampling.SampleRequest: the image-to-video conditioning image
 RANDOM_SEED_MAX = 1_000_000  # as sample_video.py's random seed
 
 
@@ -136,9 +136,7 @@ class Engine:
                 if not self.is_i2v:
                     raise ValueError("the loaded model is text-to-video and takes no image; remove the image or "
                                      "start the server with image-to-video weights")
-                if I2V_IMAGE_FIELD not in {f.name for f in fields(SampleRequest)}:
-                    raise ValueError("image-to-video sampling is not available in this version of hyvideo")
-                kwargs[I2V_IMAGE_FIELD] = job.image
+                kwargs[I2V_IMAGE_FIELD] = job.image  # resized / centre-cropped to the chosen size by the pipeline
                 extra["image"] = Path(job.image).name
             elif self.is_i2v:
                 raise ValueError("this is an image-to-video model: upload an image")

