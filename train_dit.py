@@ -68,11 +68,26 @@ def build_dit(cfg: DiTTrainConfig, dit_config: dict, env):
                         fp32_inputs=("t", "guidance"))
     materialize(model, env.device)
     if cfg.run.init_from:
-        load_full_weights(model, lambda: read_weights(cfg.run.init_from), cfg.run.init_from)
+        load_full_weights(model, lambda: init_weights_for(dit_config, read_weights(cfg.run.init_from)),
+                          cfg.run.init_from)
         log.info("initialised from %s", cfg.run.init_from)
     else:
         init_sharded(model, factory, cfg.run.seed)
     return model.train()
+
+
+def init_weights_for(dit_config: dict, sd: dict) -> dict:
+    """The weights of ``run.init_from`` for this DiT: an image-to-video DiT starts from text-to-video weights
+    (:func:`hyvideo.checkpoint.convert.t2v_to_i2v_dit`: latent concat widens ``img_in``, zero image channels)."""
+    from hyvideo.checkpoint.convert import t2v_to_i2v_dit  # noqa: PLC0415
+
+    ct = dit_config.get("i2v_condition_type")
+    w = sd.get("img_in.proj.weight")
+    if ct and w is not None and w.shape[1] == dit_config.get("out_channels", dit_config["in_channels"]) \
+            and w.shape[1] != dit_config["in_channels"]:
+        log.info("init_from holds text-to-video weights: %s input channels widened for %s", w.shape[1], ct)
+        return t2v_to_i2v_dit(sd, ct)
+    return sd
 
 
 def make_batch(batch: dict, step: int, cfg: DiTTrainConfig, *, device, text_enc, vae, null_text) -> tuple:
@@ -187,7 +202,8 @@ def main(argv=None) -> dict:
             guidance = torch.full((latents.shape[0],), cfg.flow.guidance_scale * 1000.0, device=device) \
                 if guidance_embed else None
             with autocast:
-                loss = flow_matching_loss(model, latents, draws, text, guidance) / cfg.optim.grad_accum
+                loss = flow_matching_loss(model, latents, draws, text, guidance,
+                                          dit_config.get("i2v_condition_type")) / cfg.optim.grad_accum
             loss.backward()
             loss_sum += loss.detach()
             samples += latents.shape[0] * env.dp_world
@@ -203,7 +219,7 @@ def main(argv=None) -> dict:
         losses[step] = float(mean_over_ranks({"loss": loss_sum}, device)["loss"])
         monitor.step(step, {"loss": losses[step], "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
                      log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
-        if cfg.run.sample_every and step % cfg.run.sample_every == 0:
+        if cfg.run.sample_every and step % cfg.run.sample_every == 0 and not dit_config.get("i2v_condition_type"):
             shape = (1, *latents.shape[1:])
             z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)  # all ranks
             if env.is_main:

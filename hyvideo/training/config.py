@@ -152,8 +152,11 @@ class FlowConfig:
     guidance_scale: float = 6.0  # embedded guidance fed to guidance_in (only if the DiT has one)
     sample_steps: int = 20  # Euler steps for sample videos
     sample_shift: float = 7.0
+    i2v_prob: float = 1.0  # image-to-video DiTs: share of samples conditioned on their first frame (rest: T2V)
 
     def __post_init__(self):
+        _require(_finite(self.i2v_prob) and 0.0 <= self.i2v_prob <= 1.0,
+                 f"flow.i2v_prob must be in [0, 1], got {self.i2v_prob}")
         if self.timestep_sampling not in ("logit_normal", "uniform"):
             raise ConfigError(f"flow.timestep_sampling must be logit_normal|uniform, got {self.timestep_sampling!r}")
         if not 0.0 <= self.text_dropout <= 1.0:
