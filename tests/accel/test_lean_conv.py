@@ -114,10 +114,10 @@ def test_lean_decode_is_chosen_on_cpu_only():
     from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
 
     vae = AutoencoderKLCausal3D.from_config(TINY_CONFIG)
-    plan = accel.apply(vae=vae, options=accel.AccelOptions(device="cpu"))
+    plan = accel.apply(vae=vae, options=accel.AccelOptions(device="cpu", min_fast_vae_width=0))
     assert type(vae.decoder) is LeanDecoderCausal3D and plan.on("vae-lean-decode")
     vae = AutoencoderKLCausal3D.from_config(TINY_CONFIG)
-    plan = accel.apply(vae=vae, options=accel.AccelOptions(device="cpu", cpu_paths=False))
+    plan = accel.apply(vae=vae, options=accel.AccelOptions(device="cpu", cpu_paths=False, min_fast_vae_width=0))
     assert type(vae.decoder) is not LeanDecoderCausal3D and not plan.on("vae-lean-decode")
 
 
@@ -136,3 +136,15 @@ def test_group_statistics_kernel_equals_float64_reference():
     assert n == 4 * 3 * 6 * 10 and mean.dtype == m2.dtype == torch.float64 and mean.shape == (2, 3)
     torch.testing.assert_close(mean, ref.mean(-1), rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(m2, ref.var(-1, unbiased=False) * n, rtol=1e-6, atol=1e-9)
+
+
+def test_narrow_vaes_keep_the_plain_convs():
+    """Below the measured width the conv forms and the chunked walk are slower: accel leaves the VAE as is."""
+    from hyvideo import accel
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
+    from hyvideo.vae.causal_conv import CausalConv3d
+
+    vae = AutoencoderKLCausal3D.from_config(TINY_CONFIG)  # width 8
+    plan = accel.apply(vae=vae, options=accel.AccelOptions(device="cpu"))
+    assert not plan.on("vae-fast-convs") and "plain convs are faster" in str(plan)
+    assert all(type(m) is CausalConv3d for m in vae.modules() if isinstance(m, CausalConv3d))
