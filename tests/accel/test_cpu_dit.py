@@ -135,8 +135,9 @@ def test_accelerated_cpu_dit_matches_plain_bf16_and_fp32():
     if plan.on("cpu-bf16"):
         assert plan.on("attention=gemm")
         assert _rel(out, ref32) <= BF16_REL_TOL and _rel(out, ref16) <= BF16_REL_TOL, (_rel(out, ref32), _rel(out, ref16))
-    else:  # bf16 emulated here: the plain ops run
-        assert torch.equal(out, ref16)
+    else:  # bf16 emulated here: the plain ops, except the portable lean single blocks (same math, other rounding)
+        assert plan.on("lean-single-blocks") and not plan.on("attention=gemm")
+        assert _rel(out, ref16) <= BF16_REL_TOL, _rel(out, ref16)
 
 
 @pytest.mark.parametrize("branch", ["isa", "onednn", "compiler", "disabled", "fp32"])
