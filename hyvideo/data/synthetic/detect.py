@@ -70,15 +70,19 @@ def degrade(frames: np.ndarray, factor: int) -> np.ndarray:
     return np.stack([cv2.resize(s, (w, h), interpolation=cv2.INTER_CUBIC) for s in small])
 
 
-def classify_colour(rgb: np.ndarray) -> tuple[str, float, dict]:
-    """Palette word of an RGB colour (0-255): ``(word, confidence, {"hue", "sat", "val"})``."""
-    cfg = load_nano_config()
+def classify_colour(rgb: np.ndarray, palette: dict | None = None) -> tuple[str, float, dict]:
+    """Palette word of an RGB colour (0-255): ``(word, confidence, {"hue", "sat", "val"})``.
+
+    ``palette`` (word -> RGB 0-255) defaults to the data set config's colours; a larger palette scores a model
+    taught a new colour word (the LoRA fine-tune of ``scripts/lora_nano.py``).
+    """
+    palette = load_nano_config().colours if palette is None else palette
     h, s, v = colorsys.rgb_to_hsv(*(float(c) / 255 for c in rgb))
     stats = {"hue_deg": round(h * 360, 1), "sat": round(s, 3), "val": round(v, 3)}
     if s < WHITE_MAX_SAT:
         return "white", float(min(1.0, (WHITE_MAX_SAT - s) / WHITE_MAX_SAT + 0.5)), stats
     dists = {}
-    for name, ref in cfg.colours.items():
+    for name, ref in palette.items():
         rh, rs, _ = colorsys.rgb_to_hsv(*(c / 255 for c in ref))
         if rs >= WHITE_MAX_SAT:
             d = abs(h - rh) % 1.0
@@ -178,12 +182,13 @@ def _motion(seg) -> tuple[str, float, dict]:
     return "still", float(0.5 + 0.5 * max(0.0, margin)), stats
 
 
-def detect(frames) -> Detection:
+def detect(frames, palette: dict | None = None) -> Detection:
     """Colour, shape and motion of the single object of a clip (evaluation conditions; module docstring).
 
     Args:
         frames: ``[T, H, W, 3]`` uint8 RGB, or ``[3, T, H, W]`` float in [0, 1] (numpy or torch), T >= 2;
             made for 64x64, 17-frame clips (other sizes work; thresholds are in frame-side fractions).
+        palette: colour word -> RGB (0-255) to classify the colour against; default: the data set config's.
 
     Returns:
         A :class:`Detection`; ``found`` is False (and the words "") when no object is visible in half the frames.
@@ -199,7 +204,7 @@ def detect(frames) -> Detection:
     if not found:
         return Detection("", "", "", {"colour": 0.0, "shape": 0.0, "motion": 0.0}, False, {"peak": seg.peak})
     core = x[seg.strength >= 0.8 * seg.peak]  # [N, 3] RGB of the object's core, all frames
-    colour, c_conf, c_stats = classify_colour(np.median(core, 0))
+    colour, c_conf, c_stats = classify_colour(np.median(core, 0), palette)
     shape, s_conf = _shape(seg)
     motion, m_conf, m_stats = _motion(seg)
     return Detection(colour, shape, motion, {"colour": c_conf, "shape": s_conf, "motion": m_conf}, True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -34,3 +36,20 @@ def test_detector_inputs_and_outputs():
         detect(as_tensor * 2 - 1)
     assert degrade(clip, 4).shape == clip.shape
     assert accuracy([("a", "b", "c")], [("a", "x", "c")]) == {"colour": 1.0, "shape": 0.0, "motion": 1.0}
+
+
+def test_palette_argument_scores_a_new_colour_word():
+    """The LoRA data's new colour (configs/nano/lora_orange.yaml) is found with the extended palette, and the
+    base colours keep their words; with the base palette orange is never reported."""
+    from hyvideo.data.synthetic.attributes import load_nano_config
+    from hyvideo.data.synthetic.render import render_eval_clip
+
+    base = load_nano_config()
+    lora = load_nano_config(Path(__file__).resolve().parents[3] / "configs" / "nano" / "lora_orange.yaml")
+    palette = {**base.colours, **lora.colours}
+    for i, triple in enumerate([("orange", "star", "left"), ("orange", "square", "grow")]):
+        clip = render_eval_clip(triple, i, background="gradient", cfg=lora)
+        assert detect(clip, palette).as_triple() == triple
+        assert detect(clip).colour in ("red", "yellow")
+    for i, colour in enumerate(("red", "yellow")):
+        assert detect(render_eval_clip((colour, "circle", "up"), i, cfg=base), palette).colour == colour
