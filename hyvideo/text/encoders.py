@@ -278,6 +278,56 @@ class CLIPTextEncoder(nn.Module):
 
     encode = forward
 
+    @torch.no_grad()
+    def token_states(self, prompts: str | Sequence[str], *, allow_empty: bool = False) -> tuple[torch.Tensor, ...]:
+        """Per-token CLIP states, for the CLIP-only text conditioning ablation (paper Sec. 4.3's text-encoder
+        comparison at nano scale; ``model.text_conditioning: clip`` in ``train_dit.py``).
+
+        Returns:
+            ``(states [B, max_length, D_txt_2], mask [B, max_length] bool, pooled [B, D_txt_2])``: the final
+            layer-norm states (model dtype), the tokenizer's padding mask, and :meth:`forward`'s pooled vector.
+
+        Raises:
+            ValueError, TypeError: as :meth:`forward`.
+        """
+        prompts = _as_prompt_list(prompts, allow_empty)
+        tokens = self.tokenizer(
+            prompts, max_length=self.max_length, padding="max_length", truncation=True, return_tensors="pt"
+        )
+        device = next(self.model.parameters()).device
+        mask = tokens["attention_mask"].to(device)
+        out = self.model(input_ids=tokens["input_ids"].to(device), attention_mask=mask if self.use_attention_mask
+                         else None)
+        return out.last_hidden_state, mask.bool(), out.pooler_output
+
+
+class CLIPTokenEncoder(nn.Module):
+    """CLIP's per-token states in the place of the LLM's: the CLIP-only text conditioning of the paper's
+    text-encoder ablation (Sec. 4.3), at nano scale (``model.text_conditioning: clip``). Same call as
+    :class:`LLMTextEncoder`, so training and the pipeline take it as ``text_encoder``.
+
+    Args:
+        clip: The :class:`CLIPTextEncoder` whose states are used (the DiT's ``text_states_dim`` must equal its
+            hidden size).
+    """
+
+    def __init__(self, clip: CLIPTextEncoder):
+        super().__init__()
+        self.clip = clip
+
+    @torch.no_grad()
+    def forward(self, prompts: str | Sequence[str], video_length: int, *, allow_empty: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(states [B, 77, D_txt_2], mask [B, 77] bool)``; ``video_length`` is unused (CLIP has no template).
+
+        Raises:
+            ValueError, TypeError: as :meth:`CLIPTextEncoder.forward`.
+        """
+        states, mask, _ = self.clip.token_states(prompts, allow_empty=allow_empty)
+        return states, mask
+
+    encode = forward
+
 
 def encode_prompts(
     llm: LLMTextEncoder,
@@ -307,4 +357,4 @@ def encode_prompts(
     return TextEmbeddings(states, mask, pooled)
 
 
-__all__ = ["TextEmbeddings", "LLMTextEncoder", "CLIPTextEncoder", "compute_crop_start", "encode_prompts"]
+__all__ = ["TextEmbeddings", "LLMTextEncoder", "CLIPTextEncoder", "CLIPTokenEncoder", "compute_crop_start", "encode_prompts"]

@@ -16,13 +16,16 @@ from .config import DiTModelConfig
 class TextConditioner:
     """Encodes captions to the DiT's text inputs, with CFG text dropout (dropped captions become ``""``).
 
+    ``cfg.text_conditioning == "clip"`` (ablation) gives CLIP's per-token states as ``text_states``
+    (``[B, 77, D_2]``) instead of the LLM's.
+
     Args:
         cfg: model section of the run config (``text_encoder``, ``text_max_length``).
         device: where the encoders run.
     """
 
     def __init__(self, cfg: DiTModelConfig, device: torch.device):
-        from hyvideo.text.encoders import CLIPTextEncoder, LLMTextEncoder  # noqa: PLC0415
+        from hyvideo.text.encoders import CLIPTextEncoder, CLIPTokenEncoder, LLMTextEncoder  # noqa: PLC0415
 
         if cfg.text_encoder == "tiny":
             from hyvideo.testing import tiny_text as tiny  # noqa: PLC0415
@@ -38,6 +41,8 @@ class TextConditioner:
                 raise FileNotFoundError(f"model.text_encoder folder not found: {root} (use 'tiny' for tests)")
             self.llm = load_llm_text_encoder(root, dtype=torch.bfloat16, device=device, text_len=cfg.text_max_length)
             self.clip = load_clip_text_encoder(root, dtype=torch.bfloat16, device=device)
+        if cfg.text_conditioning == "clip":  # ablation: no LLM, CLIP's token states in its place
+            self.llm = CLIPTokenEncoder(self.clip)
 
     @torch.no_grad()
     def __call__(self, captions: list[str], num_frames: int, drop: torch.Tensor | None = None) -> dict:

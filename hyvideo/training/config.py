@@ -176,8 +176,16 @@ class DiTModelConfig:
     text_encoder: str = "tiny"  # "tiny" (hyvideo.testing.tiny_text, offline) or a directory of released encoders
     text_max_length: int = 32  # LLM tokens kept (released: 256)
     latent_scale: float = 0.476986  # multiplies VAE latents (caches store them unscaled)
+    # DiT text tokens: "llm+clip" (released: LLM states as tokens, CLIP pooled as the vector) or "clip" (the
+    # ablation: CLIP's per-token states as tokens; dit_config's text_states_dim must be CLIP's hidden size)
+    text_conditioning: str = "llm+clip"
+
+    def __post_init__(self):
+        _require(self.text_conditioning in TEXT_CONDITIONINGS, f"model.text_conditioning must be one of "
+                 f"{list(TEXT_CONDITIONINGS)}, got {self.text_conditioning!r}")
 
 
+TEXT_CONDITIONINGS = ("llm+clip", "clip")
 LORA_BASE_DTYPES = ("fp32", "bf16", "fp8")
 
 

@@ -173,7 +173,30 @@ def preflight_dit(cfg: DiTTrainConfig, world: int | None = None):
         check_lora_targets(cfg, dit_config)
     dataset = check_data(cfg.data, resolutions=cfg.data.resolutions, num_frames=cfg.data.num_frames,
                          seed=cfg.run.seed, dp_world=world // cfg.parallel.sp_degree, grad_accum=cfg.optim.grad_accum)
+    if cfg.data.latent_cache:
+        check_cache_text(cfg, dit_config)
     return dataset, dit_config
+
+
+def check_cache_text(cfg: DiTTrainConfig, dit_config: dict) -> None:
+    """The latent cache's text states fit this run: same ``model.text_conditioning`` (a cache made for the
+    CLIP-only ablation holds CLIP states) and a width equal to the DiT's ``text_states_dim``.
+
+    Raises:
+        ConfigError: naming the cache's value and the run's.
+    """
+    from safetensors import safe_open  # noqa: PLC0415
+
+    cache = Path(cfg.data.latent_cache)
+    made = json.loads((cache / "meta.json").read_text()).get("model", {}).get("text_conditioning", "llm+clip")
+    if made != cfg.model.text_conditioning:
+        raise ConfigError(f"data.latent_cache {cache} was encoded with model.text_conditioning={made!r}, this run "
+                          f"sets {cfg.model.text_conditioning!r}; re-encode (scripts/encode_latents.py) or match it")
+    with safe_open(str(cache / "null_text.safetensors"), "pt") as f:
+        width = f.get_slice("video.text_states").get_shape()[-1]
+    if width != dit_config.get("text_states_dim", width):
+        raise ConfigError(f"data.latent_cache {cache} holds text states of width {width}, the DiT "
+                          f"({cfg.model.dit_config}) takes text_states_dim={dit_config['text_states_dim']}")
 
 
 def preflight_vae(cfg: VAETrainConfig, plan, world: int | None = None) -> tuple[list, dict]:
