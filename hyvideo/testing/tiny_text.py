@@ -23,6 +23,7 @@ import re
 import tempfile
 from collections import Counter
 from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -74,7 +75,7 @@ def tiny_corpus() -> list[str]:
 # Tokenizers
 
 
-def build_llama_tokenizer(vocab_size: int = 1024):
+def build_llama_tokenizer(vocab_size: int = 1024, corpus: Sequence[str] | None = None):
     """Builds a tiny byte-level BPE tokenizer that behaves like Llama-3's.
 
     Same pre-tokenizer split pattern and byte-level alphabet as Llama-3, the Llama-3 special tokens, a
@@ -85,6 +86,8 @@ def build_llama_tokenizer(vocab_size: int = 1024):
     Args:
         vocab_size: Upper bound on the vocabulary size; the corpus is small, so the trained vocabulary may be
             smaller.
+        corpus: Training text; None = :func:`tiny_corpus`. Pass the templates too (``tiny_corpus()`` plus your
+            captions) so that ``"{}"`` stays one token.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast``. It round-trips through ``save_pretrained`` and
@@ -107,7 +110,7 @@ def build_llama_tokenizer(vocab_size: int = 1024):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(tiny_corpus(), trainer)
+    tok.train_from_iterator(list(tiny_corpus() if corpus is None else corpus), trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A",
         pair=f"{BOS} $A {BOS} $B",
@@ -132,13 +135,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _learn_clip_bpe(num_merges: int) -> tuple[tuple[str, str], ...]:
-    """Learns CLIP-style BPE merges (``</w>`` marks the end of a word) on the tiny corpus; ties break by pair.
-
-    Cached: the corpus is fixed, so the merges depend on ``num_merges`` only (about 0.3 s to learn)."""
+def _learn_clip_bpe(num_merges: int, corpus: tuple[str, ...] | None = None) -> tuple[tuple[str, str], ...]:
+    """Learns CLIP-style BPE merges (``</w>`` marks the end of a word) on a corpus (None = the tiny corpus);
+    ties break by pair. Cached per (num_merges, corpus) (about 0.3 s to learn on the tiny corpus)."""
     byte_map = _bytes_to_unicode()
     words: Counter[tuple[str, ...]] = Counter()
-    for line in tiny_corpus():
+    for line in tiny_corpus() if corpus is None else corpus:
         for word in _CLIP_WORDS.findall(" ".join(line.lower().split())):
             chars = [byte_map[b] for b in word.encode("utf-8")]
             words[(*chars[:-1], chars[-1] + "</w>")] += 1
@@ -167,7 +169,7 @@ def _learn_clip_bpe(num_merges: int) -> tuple[tuple[str, str], ...]:
     return tuple(merges)
 
 
-def build_clip_tokenizer(num_merges: int = 400):
+def build_clip_tokenizer(num_merges: int = 400, corpus: Sequence[str] | None = None):
     """Builds a tiny ``CLIPTokenizer`` from a generated CLIP-format vocab and merges.
 
     The vocabulary has the layout of openai's ``vocab.json``: 256 byte characters, the same with ``</w>``, one
@@ -175,7 +177,8 @@ def build_clip_tokenizer(num_merges: int = 400):
     ``<|endoftext|>``, as in ``openai/clip-vit-large-patch14``.
 
     Args:
-        num_merges: Number of BPE merges to learn on the built-in corpus.
+        num_merges: Number of BPE merges to learn (fewer when the corpus runs out of pairs).
+        corpus: Training text; None = :func:`tiny_corpus`.
 
     Returns:
         A ``transformers.CLIPTokenizer`` (the tokenizers-backed one in transformers v5) that round-trips through
@@ -183,7 +186,7 @@ def build_clip_tokenizer(num_merges: int = 400):
     """
     from transformers import CLIPTokenizer
 
-    merges = _learn_clip_bpe(num_merges)
+    merges = _learn_clip_bpe(num_merges, None if corpus is None else tuple(corpus))
     base = list(_bytes_to_unicode().values())
     tokens = base + [b + "</w>" for b in base] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
