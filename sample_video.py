@@ -31,7 +31,9 @@ ATTN_BACKENDS = ["auto", "sdpa", "flash", "gemm", "naive"]  # hyvideo.ops.attent
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model-base", default="ckpts", help="official ckpts/ tree or diffusers folder")
+    p.add_argument("--model-base", default=None,
+                   help="official ckpts/ tree or diffusers folder (default: ./ckpts if it exists, else the "
+                        "hyvideo-nano model shipped in the package, with its recommended settings)")
     p.add_argument("--dit-weight", default=None, help="DiT weight file/folder (default: the tree's)")
     p.add_argument("--model", default="HYVideo-T/2-cfgdistill", help="DiT preset when no config.json is beside the weights")
     p.add_argument("--load-key", default="module", choices=["module", "ema"])
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-size", type=int, nargs="+", default=[720, 1280], help="H W in pixels (one value = square)")
     p.add_argument("--video-length", type=int, default=129, help="frames, 4n+1")
     p.add_argument("--infer-steps", type=int, default=50)
+    p.add_argument("--text-len", type=int, default=256, help="LLM text tokens kept (released: 256)")
     p.add_argument("--seed", type=int, default=None, help="video i uses seed+i (random if omitted)")
     p.add_argument("--flow-shift", type=float, default=7.0)
     p.add_argument("--flow-reverse", action="store_true",
@@ -133,6 +136,8 @@ def check_args(args) -> None:
     check_request(request_of(args))
     if not args.cache_threshold >= 0:
         raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
+    if args.text_len < 1:
+        raise ValueError(f"--text-len must be >= 1, got {args.text_len}")
     if args.ulysses_degree < 1:
         raise ValueError(f"--ulysses-degree must be >= 1, got {args.ulysses_degree}")
     offload_mode(args)
@@ -209,14 +214,53 @@ def shared_seed(args, env) -> int:
     return seed
 
 
+def given_flags(argv) -> set[str]:
+    """argparse dests of the flags present on the command line (defaults suppressed)."""
+    p = build_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_known_args(argv)[0]))
+
+
+def resolve_model_base(args, argv) -> list[str]:
+    """Fill ``--model-base`` (./ckpts if it exists, else the shipped nano tree) and, for a tree with a nano model
+    card, the flags the user left out; returns the warnings to print (unknown words, untrained size).
+
+    Raises:
+        ValueError: a malformed nano.json.
+    """
+    from hyvideo import nano  # noqa: PLC0415
+
+    if args.model_base is None:
+        base, is_nano = nano.default_model_base()
+        args.model_base = str(base)
+        if is_nano:
+            print(f"no ./ckpts folder: sampling the hyvideo-nano model shipped in the package ({base})")
+    card = nano.read_card(args.model_base) if Path(args.model_base).is_dir() else None
+    if card is None:
+        return []
+    changed = nano.apply_card_defaults(args, card, given_flags(argv))
+    if changed:
+        print(f"nano model card defaults: {', '.join(changed)}")
+    if len(args.video_size) == 1:
+        args.video_size = args.video_size * 2
+    warnings = [nano.prompt_warning(args.prompt or "", card),
+                nano.size_warning(args.video_size[0], args.video_size[1], args.video_length, card)]
+    return [w for w in warnings if w]
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        warnings = resolve_model_base(args, argv)
         check_args(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     import torch  # noqa: PLC0415
 
     from hyvideo import accel  # noqa: PLC0415
@@ -241,7 +285,7 @@ def main(argv=None) -> int:
         pipe = load_pipeline(args.model_base, dit_weight=args.dit_weight, model=args.model, load_key=args.load_key,
                              dit_dtype=dt[args.precision], vae_dtype=dt[args.vae_precision],
                              text_dtype=dt[args.text_encoder_precision], device=device, fp8=args.use_fp8,
-                             offload=offload_mode(args))
+                             offload=offload_mode(args), text_len=args.text_len)
     except (FileNotFoundError, WeightLoadError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -100,13 +100,14 @@ class HunyuanVideoPipeline:
     offload: tuple[str, ...] = ()
     step_cache: object = None
 
-    def encode_text(self, prompts: list[str], video_length: int):
+    def encode_text(self, prompts: list[str], video_length: int, allow_empty: bool = False):
         """LLM states ``[B, L_txt, D_txt]``, mask ``[B, L_txt]`` and CLIP pooled ``[B, D_2]``."""
         from hyvideo.text.encoders import encode_prompts  # noqa: PLC0415
 
         off = "text" in self.offload
         with placed(self.text_encoder, self.device, off), placed(self.text_encoder_2, self.device, off):
-            emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length)
+            emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length,
+                                 allow_empty=allow_empty)
         return emb.states, emb.mask, emb.pooled
 
     @torch.no_grad()
@@ -139,7 +140,8 @@ class HunyuanVideoPipeline:
             embedded_guidance_scale: distilled guidance fed to ``guidance_in`` as ``scale * 1000`` in the DiT's
                 dtype (bf16 turns 6.0 into 6016, as the released pipeline); ignored if the DiT has none.
             cfg_scale: real classifier-free guidance (> 1 runs [uncond, cond] as one batch).
-            negative_prompt: for cfg > 1; None/empty = the released ``NEGATIVE_PROMPT``.
+            negative_prompt: for cfg > 1; None = the released ``NEGATIVE_PROMPT``; ``""`` = the empty prompt (the
+                unconditional branch that caption dropout trains, as hyvideo-nano's card recommends).
             latents: optional initial noise ``[B, 16, T_z, H_z, W_z]`` (overrides ``seeds``).
             vae_tiling: decode with the VAE's tiles (released default on).
             output_type: ``"video"`` (decoded) or ``"latent"``.
@@ -165,8 +167,9 @@ class HunyuanVideoPipeline:
         dit_dtype = next(p.dtype for p in self.dit.parameters() if p.dtype.itemsize > 1)
         do_cfg = cfg_scale > 1.0
         if do_cfg:
-            negative = [negative_prompt or NEGATIVE_PROMPT] * b
-            states, mask, pooled = self.encode_text(negative + list(prompts), video_length)
+            negative = [NEGATIVE_PROMPT if negative_prompt is None else negative_prompt] * b
+            states, mask, pooled = self.encode_text(negative + list(prompts), video_length,
+                                                    allow_empty=not negative[0].strip())
         else:
             states, mask, pooled = self.encode_text(list(prompts), video_length)
         states, mask, pooled = (x.to(self.device) for x in (states, mask, pooled))

@@ -29,7 +29,7 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
                   model: str = "HYVideo-T/2-cfgdistill", load_key: str = "module",
                   dit_dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float16,
                   text_dtype: torch.dtype = torch.float16, device: str | torch.device = "cpu",
-                  fp8: bool = False, offload: str = "none", log=print):
+                  fp8: bool = False, offload: str = "none", text_len: int | None = None, log=print):
     """Load the four models of a tree and wrap them in a :class:`hyvideo.pipeline.HunyuanVideoPipeline`.
 
     Args:
@@ -41,6 +41,7 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
         device: compute device.
         fp8: FP8 block weights (released ``*_fp8.pt`` pair if present, else quantised on the CPU).
         offload: one of :data:`OFFLOAD_MODES`.
+        text_len: LLM text tokens kept (the released ``--text-len``); None = the encoder's default (256).
         log: one-line progress messages.
 
     Returns:
@@ -61,6 +62,7 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
                    fp8=fp8)
     vae = load_vae(paths.vae, dtype=vae_dtype, device=homes.get("vae", device))
     text_home = homes.get("text", device)
-    llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home)
+    llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home,
+                                **({} if text_len is None else {"text_len": text_len}))
     clip = load_clip_text_encoder(paths.text_encoder_2, dtype=text_dtype, device=text_home)
     return HunyuanVideoPipeline(dit, vae, llm, clip, device=device, offload=moved)

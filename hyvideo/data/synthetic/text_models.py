@@ -2,13 +2,17 @@
 trained on the nano captions (every caption word is one token), written in the official ``ckpts/`` layout.
 
 Why random and frozen: the DiT reads the text through its trainable token refiner and attention. With a
-tokenizer in which each caption word is one token, a random embedding table maps the words to distinct vectors.
-The DiT's text tokens carry no position of their own, so the order of the words ("a red star ... and a green
-circle") must come from the encoder: the Llama is initialised at unit gain (:func:`unit_gain_init`: embeddings
-N(0, 1), linears N(0, 1/fan_in)) rather than the usual std 0.02, at which its attention and MLPs add ~3 % to
-the residual stream and every state is just its word. At unit gain the causal attention (with RoPE) mixes
-the preceding words into each state, while each state still identifies its word. Nothing needs to be learned
-in the encoders, they cost nothing to build, and the recipe stays the released one (text encoders frozen).
+tokenizer in which each caption word is one token, a random embedding table maps the words to distinct vectors,
+and nothing needs to be learned in the encoders: they cost nothing to build and the recipe keeps the released
+rule (text encoders frozen). The Llama is initialised at unit gain (:func:`unit_gain_init`: embeddings N(0, 1),
+linears N(0, 1/fan_in)) instead of the usual std 0.02, so its states are unit-scale (std ~1.2, not ~0.014) and
+each one identifies its word (measured: the "red" and "blue" states of two prompts have cosine 0.02).
+
+Limitation: the DiT's text tokens carry no position, and the causal attention of the random encoder mixes
+almost nothing of the preceding words into a state (the 95-token template prefix dominates its context:
+states after the first differing word keep cosine > 0.99). The text is therefore read as a bag of words: one
+object is described exactly, but in a two-object caption ("a red star ... and a green circle ...") the model
+cannot tell which colour goes with which shape.
 """
 
 from __future__ import annotations
