@@ -27,6 +27,7 @@ from hyvideo.model_args import (
     default_device,
     load_models,
     offload_mode,
+    resolve_model_base,
     resolve_precisions,
 )
 
@@ -110,9 +111,10 @@ def check_args(args) -> list[tuple[str, str]]:
         raise ValueError(f"--fps must be >= 1, got {args.fps}")
     if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
         raise ValueError(f"--lora-dir {args.lora_dir} is not a folder")
+    resolve_model_base(args)
     if not Path(args.model_base).is_dir():
-        raise ValueError(f"--model-base folder not found: {args.model_base} (the default is the released ckpts/ "
-                         "tree; pass --model-base)")
+        raise ValueError(f"--model-base folder not found: {args.model_base} (pass the released ckpts/ tree or a "
+                         "diffusers folder)")
     prepare_output_dir(args.save_path)
     return parse_auth(args)
 

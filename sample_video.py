@@ -35,6 +35,7 @@ from hyvideo.model_args import (  # noqa: F401 - PRECISIONS, ATTN_BACKENDS, offl
     dtypes,
     load_models,
     offload_mode,
+    resolve_model_base,
     resolve_precisions,
 )
 
@@ -271,14 +272,50 @@ def requests(args, env):
         yield req, e.seed if e.seed is not None else (args.seed if args.seed is not None else 0)
 
 
+def given_flags(argv) -> set[str]:
+    """argparse dests of the flags present on the command line (defaults suppressed)."""
+    p = build_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_known_args(argv)[0]))
+
+
+def apply_nano_card(args, argv) -> list[str]:
+    """Fill ``--model-base`` (:func:`hyvideo.model_args.resolve_model_base`: ./ckpts, else the shipped nano tree)
+    and, for a tree with a nano model card, the flags the user left out (size, length, steps, flow shift, text
+    length, fps); returns the warnings to print (words the model never saw, a size / length it was not trained on).
+
+    Raises:
+        ValueError: a malformed nano.json.
+    """
+    from hyvideo import nano  # noqa: PLC0415
+
+    card = resolve_model_base(args)
+    if card is None:
+        return []
+    changed = nano.apply_card_defaults(args, card, given_flags(argv))
+    if changed:
+        print(f"nano model card defaults: {', '.join(changed)}")
+    if len(args.video_size) == 1:
+        args.video_size = args.video_size * 2
+    prompts = [args.prompt or ""] if args.prompt_file is None else []
+    warnings = [nano.prompt_warning(p, card) for p in prompts]
+    warnings.append(nano.size_warning(args.video_size[0], args.video_size[1], args.video_length, card))
+    return [w for w in warnings if w]
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        warnings = apply_nano_card(args, argv)
         check_args(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     from hyvideo.checkpoint.io import WeightLoadError  # noqa: PLC0415
     from hyvideo.diffusion.sampler import NonFiniteError  # noqa: PLC0415
     from hyvideo.sampling import finished, run_request  # noqa: PLC0415

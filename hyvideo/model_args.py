@@ -3,7 +3,8 @@
 Both front ends add these flags with :func:`add_model_args`, fill the precision defaults with
 :func:`resolve_precisions`, and load with :func:`load_models` (``hyvideo.checkpoint.loader.load_pipeline`` then
 ``hyvideo.accel.apply``), so a flag means the same in the CLI and the web UI. The default model tree
-(:data:`DEFAULT_MODEL_BASE`) is defined here only.
+(:data:`DEFAULT_MODEL_BASE`, else the hyvideo-nano tree shipped in the package: :func:`resolve_model_base`) is
+defined here only.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ OFFLOAD_FLAGS = {"use_cpu_offload": "cpu", "model_cpu_offload": "model", "sequen
 def add_model_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the model tree, precision, device, attention, FP8, offload and step-cache flags to ``p``; returns it."""
     g = p.add_argument_group("model")
-    g.add_argument("--model-base", default=DEFAULT_MODEL_BASE, help="official ckpts/ tree or diffusers folder "
-                   f"(default: {DEFAULT_MODEL_BASE})")
+    g.add_argument("--model-base", default=None, help="official ckpts/ tree or diffusers folder (default: "
+                   f"./{DEFAULT_MODEL_BASE} if it exists, else the hyvideo-nano model shipped in the package)")
     g.add_argument("--dit-weight", default=None, help="DiT weight file/folder (default: the tree's)")
     g.add_argument("--model", default="HYVideo-T/2-cfgdistill",
                    help="DiT preset when no config.json is beside the weights")
     g.add_argument("--load-key", default="module", choices=["module", "ema"])
+    g.add_argument("--text-len", type=int, default=None,
+                   help="LLM text tokens kept (default: 256 as released; the nano model card's 32 for it)")
     g.add_argument("--precision", default=None,
                    help="DiT dtype (default: bf16 on CUDA and on CPUs with native bf16, else fp32)")
     g.add_argument("--vae-precision", default=None, help="VAE dtype (default: fp16 on CUDA, the DiT's on CPU)")
@@ -51,6 +54,26 @@ def add_model_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="scale per --lora-path (one value applies to all; default 1.0)")
     g.add_argument("--lora-fuse", action="store_true", help="merge the LoRAs into the weights (faster sampling)")
     return p
+
+
+def resolve_model_base(args, log=print) -> dict | None:
+    """Fill ``args.model_base`` when it was not given: ``./ckpts`` if that folder exists, else the hyvideo-nano tree
+    shipped in the package (said in one ``log`` line). Returns the tree's nano model card (``nano.json``: its
+    vocabulary, trained sizes and recommended settings; :mod:`hyvideo.nano`), or None for any other tree.
+
+    Raises:
+        ValueError: a malformed ``nano.json``.
+    """
+    from hyvideo import nano  # noqa: PLC0415
+
+    if args.model_base is None:
+        base, is_nano = nano.default_model_base()
+        args.model_base = str(base)
+        if is_nano:
+            log(f"no ./{DEFAULT_MODEL_BASE} folder: using the hyvideo-nano model shipped in the package ({base})")
+    from pathlib import Path  # noqa: PLC0415
+
+    return nano.read_card(args.model_base) if Path(args.model_base).is_dir() else None
 
 
 def lora_scales(args) -> list[float]:
@@ -109,7 +132,7 @@ def check_model_args(args) -> None:
     """Validate the model flags (cheap, before any model loads).
 
     Raises:
-        ValueError: an unknown precision, a negative / NaN cache threshold, several offload flags, bad LoRA flags.
+        ValueError: an unknown precision, a negative / NaN cache threshold, --text-len < 1, several offload flags, bad LoRA flags.
     """
     for flag in ("precision", "vae_precision", "text_encoder_precision"):
         value = getattr(args, flag)
@@ -117,6 +140,8 @@ def check_model_args(args) -> None:
             raise ValueError(f"unknown --{flag.replace('_', '-')} {value!r}; allowed: {list(PRECISIONS)}")
     if not args.cache_threshold >= 0:
         raise ValueError(f"--cache-threshold must be >= 0, got {args.cache_threshold}")
+    if args.text_len is not None and args.text_len < 1:
+        raise ValueError(f"--text-len must be >= 1, got {args.text_len}")
     offload_mode(args)
     lora_scales(args)
 
@@ -176,7 +201,8 @@ def load_models(args, device: str, sp_group=None, log=print):
     mode = offload_mode(args)
     pipe = load_pipeline(args.model_base, dit_weight=args.dit_weight, model=args.model, load_key=args.load_key,
                          dit_dtype=dt["dit"], vae_dtype=dt["vae"], text_dtype=dt["text"], device=device,
-                         fp8=args.use_fp8, offload=mode, log=log, i2v=getattr(args, "i2v_mode", False))
+                         fp8=args.use_fp8, offload=mode, log=log, i2v=getattr(args, "i2v_mode", False),
+                         text_len=args.text_len)
     apply_loras(args, pipe.dit, log)
     plan = accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(
         device=device, attn_backend=args.attn_backend, cache_threshold=args.cache_threshold,

@@ -11,6 +11,9 @@ Layouts understood (spec sections 2.1, 3.9, 6):
   and the HunyuanVideo-I2V tree (``hunyuan-video-i2v-720p/`` with the same files, ``text_encoder_i2v/`` = the
   full LLaVA). A released file has no config: its ``img_in`` width (33 channels: latent concat), its keys
   (``guidance_in``) and its folder (``hunyuan-video-i2v-720p``: token replace) complete the preset.
+  The same tree may hold safetensors instead (``mp_rank_00_model_states.safetensors``: the bare state dict;
+  ``vae/pytorch_model.safetensors`` or ``vae/diffusion_pytorch_model.safetensors``), as the shipped
+  hyvideo-nano tree does (``hyvideo/assets/nano``).
 
   A ``config.json`` beside the DiT weight file (written by ``scripts/make_tiny_checkpoints.py`` and by
   the training export) gives the DiT config; without one, the named preset (``hyvideo/configs/dit_13b.json``,
@@ -42,6 +45,7 @@ DIT_PRESETS = {"HYVideo-T/2-cfgdistill": "dit_13b.json", "HYVideo-T/2": "dit_13b
                "tiny": "dit_tiny.json"}
 OFFICIAL_DIT_SUBDIR = Path("hunyuan-video-t2v-720p") / "transformers"
 OFFICIAL_DIT_FILE = "mp_rank_00_model_states.pt"
+OFFICIAL_DIT_SAFETENSORS = "mp_rank_00_model_states.safetensors"  # same keys, bare state dict (no "module")
 OFFICIAL_VAE_SUBDIR = Path("hunyuan-video-t2v-720p") / "vae"
 OFFICIAL_I2V_ROOT = "hunyuan-video-i2v-720p"  # HunyuanVideo-I2V: same files as the t2v root
 OFFICIAL_I2V_TEXT_ENCODER = "text_encoder_i2v"  # the full LLaVA (vision tower + projector + Llama)
@@ -89,8 +93,10 @@ def resolve_model_paths(model_base: str | os.PathLike, dit_weight: str | os.Path
         if not (base / root).is_dir() and (base / other).is_dir():
             root = other
         text = OFFICIAL_I2V_TEXT_ENCODER if root == i2v_root else "text_encoder"
-        paths = ModelPaths("official", base / root / "transformers" / OFFICIAL_DIT_FILE, base / root / "vae",
-                           base / text, base / "text_encoder_2")
+        dit = base / root / "transformers" / OFFICIAL_DIT_FILE
+        if not dit.exists() and (dit.parent / OFFICIAL_DIT_SAFETENSORS).is_file():
+            dit = dit.parent / OFFICIAL_DIT_SAFETENSORS
+        paths = ModelPaths("official", dit, base / root / "vae", base / text, base / "text_encoder_2")
     if dit_weight is not None:
         paths = ModelPaths(paths.layout, Path(dit_weight), paths.vae, paths.text_encoder, paths.text_encoder_2)
     for name in ("dit", "vae", "text_encoder", "text_encoder_2"):
@@ -192,8 +198,9 @@ def read_dit_state_dict(path: str | os.PathLike, load_key: str = "module") -> di
     """Read DiT weights in the released key layout from a file or folder.
 
     Accepts: a ``.pt`` holding ``{"module": sd}`` / ``{"ema": sd}`` (``load_key``) or a bare state dict; a
-    ``.safetensors`` file; a folder holding ``*_model_states.pt`` or ``pytorch_model_*.pt`` (official) or a
-    diffusers ``transformer/`` folder (keys converted to the released names).
+    ``.safetensors`` file (a bare state dict); a folder holding ``*_model_states.pt``,
+    ``*_model_states.safetensors`` or ``pytorch_model_*.pt`` (official) or a diffusers ``transformer/`` folder
+    (keys converted to the released names).
 
     Raises:
         FileNotFoundError: nothing loadable at ``path`` (message lists what was looked for).
@@ -204,10 +211,11 @@ def read_dit_state_dict(path: str | os.PathLike, load_key: str = "module") -> di
         diffusers_sd = _read_sharded_dir(path, "diffusion_pytorch_model")
         if diffusers_sd is not None:
             return diffusers_to_official_dit(diffusers_sd)
-        files = sorted(path.glob("*_model_states.pt")) or sorted(path.glob("pytorch_model_*.pt"))
+        files = (sorted(path.glob("*_model_states.pt")) or sorted(path.glob("*_model_states.safetensors"))
+                 or sorted(path.glob("pytorch_model_*.pt")))
         if not files:
             raise FileNotFoundError(f"no DiT weights in {path}: looked for diffusion_pytorch_model.safetensors, "
-                                    f"*_model_states.pt and pytorch_model_*.pt")
+                                    f"*_model_states.pt, *_model_states.safetensors and pytorch_model_*.pt")
         path = files[0]
     if not path.is_file():
         raise FileNotFoundError(f"DiT weight file not found: {path}")
@@ -405,9 +413,11 @@ def load_vae(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float16, d
     sd = _read_sharded_dir(folder, "diffusion_pytorch_model")
     if sd is None:
         weight = folder / "pytorch_model.pt"
+        if not weight.is_file() and (folder / "pytorch_model.safetensors").is_file():
+            weight = folder / "pytorch_model.safetensors"
         if not weight.is_file():
-            raise FileNotFoundError(f"VAE weights not found: tried {weight} and "
-                                    f"{folder / 'diffusion_pytorch_model.safetensors'}")
+            raise FileNotFoundError(f"VAE weights not found: tried {weight}, {folder / 'pytorch_model.safetensors'} "
+                                    f"and {folder / 'diffusion_pytorch_model.safetensors'}")
         sd = read_state_dict(weight)
         sd = sd.get("state_dict", sd)
         if any(k.startswith("vae.") for k in sd):

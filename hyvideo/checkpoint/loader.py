@@ -30,7 +30,7 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
                   dit_dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float16,
                   text_dtype: torch.dtype = torch.float16, device: str | torch.device = "cpu",
                   fp8: bool = False, offload: str = "none", i2v: bool = False,
-                  image_embed_interleave: int | None = None, log=print):
+                  image_embed_interleave: int | None = None, text_len: int | None = None, log=print):
     """Load the four models of a tree and wrap them in a :class:`hyvideo.pipeline.HunyuanVideoPipeline`.
 
     An image-to-video DiT (``i2v_condition_type`` set) gets the LLaVA text encoder of HunyuanVideo-I2V
@@ -49,6 +49,7 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
         i2v: prefer the image-to-video components of an official tree.
         image_embed_interleave: keep every n-th image feature in the text states (None: 4 for token replace,
             2 for latent concat).
+        text_len: LLM text tokens kept (the released ``--text-len``); None = the encoder's default (256).
         log: one-line progress messages.
 
     Returns:
@@ -70,7 +71,8 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
     vae = load_vae(paths.vae, dtype=vae_dtype, device=homes.get("vae", device))
     text_home = homes.get("text", device)
     if dit.i2v_condition_type is None:
-        llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home)
+        llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home,
+                                    **({} if text_len is None else {"text_len": text_len}))
     else:
         from hyvideo.text.llava_i2v import default_image_embed_interleave  # noqa: PLC0415
 

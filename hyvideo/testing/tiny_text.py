@@ -22,6 +22,7 @@ import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def tiny_corpus() -> list[str]:
 
 
 def build_llama_tokenizer(vocab_size: int = 1024, extra_corpus: tuple[str, ...] = (),
-                          extra_special_tokens: tuple[str, ...] = ()):
+                          extra_special_tokens: tuple[str, ...] = (), corpus: Sequence[str] | None = None):
     """Builds a tiny byte-level BPE tokenizer that behaves like Llama-3's.
 
     Same pre-tokenizer split pattern and byte-level alphabet as Llama-3, the Llama-3 special tokens, a
@@ -88,6 +89,8 @@ def build_llama_tokenizer(vocab_size: int = 1024, extra_corpus: tuple[str, ...] 
             smaller.
         extra_corpus: More training text (e.g. the I2V templates); empty keeps the text-to-video tokenizer.
         extra_special_tokens: More special tokens, appended after the Llama-3 ones (e.g. LLaVA's ``<image>``).
+        corpus: Training text replacing :func:`tiny_corpus` (None keeps it). Pass the templates too
+            (``tiny_corpus()`` plus your captions) so that ``"{}"`` stays one token.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast``. It round-trips through ``save_pretrained`` and
@@ -110,7 +113,7 @@ def build_llama_tokenizer(vocab_size: int = 1024, extra_corpus: tuple[str, ...] 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([*tiny_corpus(), *extra_corpus], trainer)
+    tok.train_from_iterator([*(tiny_corpus() if corpus is None else corpus), *extra_corpus], trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A",
         pair=f"{BOS} $A {BOS} $B",
@@ -135,13 +138,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _learn_clip_bpe(num_merges: int) -> tuple[tuple[str, str], ...]:
-    """Learns CLIP-style BPE merges (``</w>`` marks the end of a word) on the tiny corpus; ties break by pair.
-
-    Cached: the corpus is fixed, so the merges depend on ``num_merges`` only (about 0.3 s to learn)."""
+def _learn_clip_bpe(num_merges: int, corpus: tuple[str, ...] | None = None) -> tuple[tuple[str, str], ...]:
+    """Learns CLIP-style BPE merges (``</w>`` marks the end of a word) on a corpus (None = the tiny corpus);
+    ties break by pair. Cached per (num_merges, corpus) (about 0.3 s to learn on the tiny corpus)."""
     byte_map = _bytes_to_unicode()
     words: Counter[tuple[str, ...]] = Counter()
-    for line in tiny_corpus():
+    for line in tiny_corpus() if corpus is None else corpus:
         for word in _CLIP_WORDS.findall(" ".join(line.lower().split())):
             chars = [byte_map[b] for b in word.encode("utf-8")]
             words[(*chars[:-1], chars[-1] + "</w>")] += 1
@@ -170,7 +172,7 @@ def _learn_clip_bpe(num_merges: int) -> tuple[tuple[str, str], ...]:
     return tuple(merges)
 
 
-def build_clip_tokenizer(num_merges: int = 400):
+def build_clip_tokenizer(num_merges: int = 400, corpus: Sequence[str] | None = None):
     """Builds a tiny ``CLIPTokenizer`` from a generated CLIP-format vocab and merges.
 
     The vocabulary has the layout of openai's ``vocab.json``: 256 byte characters, the same with ``</w>``, one
@@ -178,7 +180,8 @@ def build_clip_tokenizer(num_merges: int = 400):
     ``<|endoftext|>``, as in ``openai/clip-vit-large-patch14``.
 
     Args:
-        num_merges: Number of BPE merges to learn on the built-in corpus.
+        num_merges: Number of BPE merges to learn (fewer when the corpus runs out of pairs).
+        corpus: Training text; None = :func:`tiny_corpus`.
 
     Returns:
         A ``transformers.CLIPTokenizer`` (the tokenizers-backed one in transformers v5) that round-trips through
@@ -186,7 +189,7 @@ def build_clip_tokenizer(num_merges: int = 400):
     """
     from transformers import CLIPTokenizer
 
-    merges = _learn_clip_bpe(num_merges)
+    merges = _learn_clip_bpe(num_merges, None if corpus is None else tuple(corpus))
     base = list(_bytes_to_unicode().values())
     tokens = base + [b + "</w>" for b in base] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]

@@ -1,0 +1,88 @@
+"""hyvideo.nano and sample_video.py's nano default: model base choice, card defaults, vocabulary and size warnings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hyvideo import nano
+
+CARD = {"vocabulary": ["a", "circle", "moves", "red", "right", "the", "to"],
+        "trained": {"sizes": [[64, 64]], "frames": [1, 9]},
+        "sampling": {"video_size": [64, 64], "video_length": 9, "infer_steps": 2, "flow_shift": 2.0, "cfg_scale": 1.0,
+                     "negative_prompt": None, "text_len": 16, "fps": 24, "example": "a red circle moves to the right"}}
+
+
+def test_default_model_base_prefers_ckpts(tmp_path):
+    assert nano.default_model_base(tmp_path) == (nano.NANO_TREE, True)
+    (tmp_path / "ckpts").mkdir()
+    assert nano.default_model_base(tmp_path) == (tmp_path / "ckpts", False)
+
+
+def test_card_defaults_fill_only_flags_not_given():
+    import sample_video
+
+    argv = ["--prompt", "x", "--infer-steps", "5"]
+    args = sample_video.build_parser().parse_args(argv)
+    changed = nano.apply_card_defaults(args, CARD, sample_video.given_flags(argv))
+    assert args.infer_steps == 5 and args.video_size == [64, 64] and args.video_length == 9
+    assert args.flow_shift == 2.0 and args.text_len == 16 and args.neg_prompt is None
+    assert "infer_steps=2" not in changed and "video_length=9" in changed
+
+
+def test_warnings_name_unknown_words_and_untrained_sizes():
+    msg = nano.prompt_warning("An astronaut rides a red horse", CARD)
+    assert "'an', 'astronaut', 'rides', 'horse'" in msg and "a circle moves red right the to" in msg
+    assert nano.prompt_warning("A red circle moves to the right.", CARD) is None
+    assert nano.size_warning(64, 64, 9, CARD) is None
+    msg = nano.size_warning(128, 64, 33, CARD)
+    assert "size 128x64" in msg and "length 33 frames" in msg and "--video-size 64 64 --video-length 9" in msg
+
+
+def test_bad_card_is_an_error(tmp_path):
+    assert nano.read_card(tmp_path) is None
+    (tmp_path / "nano.json").write_text(json.dumps({"vocabulary": []}))
+    with pytest.raises(ValueError, match="not a nano model card"):
+        nano.read_card(tmp_path)
+
+
+@pytest.fixture()
+def nano_like_tree(tiny_ckpts, tmp_path):
+    """The tiny random tree with a nano model card (the mechanism, not the trained model)."""
+    tree = tmp_path / "tree"
+    shutil.copytree(tiny_ckpts, tree)
+    (tree / "nano.json").write_text(json.dumps(CARD))
+    return tree
+
+
+def test_sample_video_applies_the_card_and_warns(nano_like_tree, tmp_path, capsys):
+    import sample_video
+
+    out = tmp_path / "results"
+    code = sample_video.main(["--model-base", str(nano_like_tree), "--prompt", "an astronaut rides a horse",
+                              "--video-size", "32", "32", "--seed", "1", "--save-path", str(out)])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "nano model card defaults:" in cap.out and "infer_steps=2" in cap.out and "video_size" not in cap.out
+    assert cap.err.count("warning:") == 2
+    assert "'astronaut', 'rides', 'horse'" in cap.err and "size 32x32 (trained: 64x64)" in cap.err
+    sidecar = json.loads(next(out.glob("*.json")).read_text())
+    assert sidecar["frames"] == 9 and sidecar["args"]["infer_steps"] == 2 and sidecar["args"]["text_len"] == 16
+
+
+def test_sample_video_without_model_base_uses_ckpts_or_the_nano_tree(nano_like_tree, tmp_path, monkeypatch, capsys):
+    import sample_video
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nano, "NANO_TREE", Path(nano_like_tree))
+    code = sample_video.main(["--prompt", "a red circle moves to the right", "--seed", "1",
+                              "--save-path", str(tmp_path / "r")])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert cap.out.count("no ./ckpts folder: using the hyvideo-nano model") == 1 and "warning" not in cap.err
+    (tmp_path / "ckpts").mkdir()  # an empty ./ckpts wins (and fails with a message naming it)
+    code = sample_video.main(["--prompt", "a red circle", "--video-size", "64", "--video-length", "9"])
+    assert code == 2 and "ckpts" in capsys.readouterr().err
