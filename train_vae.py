@@ -13,6 +13,7 @@ from the last checkpoint (rank 0, streaming).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -112,8 +113,8 @@ def main(argv=None) -> dict:
     log.info("resolved config:\n%s", dump_yaml(cfg))
     device = env.device
     configure_backends(device)
-    weights = VAELossWeights(l1=cfg.loss.l1_weight, lpips=cfg.loss.lpips_weight, adv=cfg.loss.adv_weight,
-                             kl=cfg.loss.kl_weight)
+    weights = VAELossWeights(l1=cfg.loss.l1_weight, mse=cfg.loss.mse_weight, lpips=cfg.loss.lpips_weight,
+                             adv=cfg.loss.adv_weight, kl=cfg.loss.kl_weight)
 
     # 1. Models, activation checkpointing, FSDP2, optimizers, EMA
     model, disc, lpips = build_models(cfg, vae_config, env)
@@ -145,13 +146,17 @@ def main(argv=None) -> dict:
             stage_idx, (_, tiers, frames) = idx, plan[idx]
             end = plan[idx + 1][0] if idx + 1 < len(plan) else cfg.run.max_steps
             dataset = datasets[idx]
-            _, loader = build_loader(dataset, cfg.data, dp_world=env.dp_world, dp_rank=env.dp_rank,
+            batch = cfg.curriculum and sorted(cfg.curriculum, key=lambda s: s.start_step)[idx].video_batch_size
+            data_cfg = dataclasses.replace(cfg.data, video_batch_size=batch) if batch else cfg.data
+            _, loader = build_loader(dataset, data_cfg, dp_world=env.dp_world, dp_rank=env.dp_rank,
                                      grad_accum=cfg.optim.grad_accum, seed=cfg.run.seed, start_step=step,
                                      max_steps=min(end, cfg.run.max_steps), pin_memory=device.type == "cuda")
             it = iter(loader)
-            log.info("curriculum stage %d from step %d: resolutions %s, %d frames", idx, step, tiers, frames)
+            log.info("curriculum stage %d from step %d: resolutions %s, %d frames, video batch %d", idx, step, tiers,
+                     frames, data_cfg.video_batch_size)
         use_adv = step >= cfg.loss.disc_start
-        sums = {k: torch.zeros((), device=device) for k in ("loss", "l1", "lpips", "kl", "adv", "loss_d", "psnr")}
+        sums = {k: torch.zeros((), device=device)
+                for k in ("loss", "l1", "mse", "lpips", "kl", "adv", "loss_d", "psnr")}
         samples = tokens = 0
         pairs = []  # (real, detached fake) per micro-batch, for the D step after all G micro-steps
         for _ in range(cfg.optim.grad_accum):

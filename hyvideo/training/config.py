@@ -230,6 +230,7 @@ class DiTTrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class VAELossConfig:
     l1_weight: float = 1.0
+    mse_weight: float = 0.0  # squared error on top of L1 (nano: small objects on flat backgrounds, see vae.yaml)
     lpips_weight: float = 0.1
     adv_weight: float = 0.05  # generator hinge loss weight once the discriminator is on
     kl_weight: float = 1e-6
@@ -241,7 +242,7 @@ class VAELossConfig:
     lpips_lin: str = ""  # lpips package's weights/v0.1/vgg.pth; "" = random heads (tests only)
 
     def __post_init__(self):
-        for key in ("l1_weight", "lpips_weight", "adv_weight", "kl_weight"):
+        for key in ("l1_weight", "mse_weight", "lpips_weight", "adv_weight", "kl_weight"):
             _require(_finite(getattr(self, key)) and getattr(self, key) >= 0,
                      f"loss.{key} must be >= 0, got {getattr(self, key)}")
         _require(_finite(self.disc_lr) and self.disc_lr > 0, f"loss.disc_lr must be > 0, got {self.disc_lr}")
@@ -256,6 +257,11 @@ class CurriculumStage:
     start_step: int = 0  # first step at which this stage's data settings apply
     resolutions: tuple[str, ...] = ("256",)
     num_frames: int = 17
+    video_batch_size: int = 0  # micro-batch of this stage's video buckets; 0 = data.video_batch_size
+
+    def __post_init__(self):
+        _require(self.video_batch_size >= 0,
+                 f"curriculum video_batch_size must be >= 0 (0 = data.video_batch_size), got {self.video_batch_size}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -83,6 +83,9 @@ def test_discriminator_and_vae_loss_terms():
     assert torch.allclose(terms["l1"], (x - recon).abs().mean()) and "adv" not in terms and terms["kl"] == 0
     loss_adv, terms = vae_generator_loss(x, recon, post, weights=w, disc=disc, use_adv=True)
     assert torch.allclose(loss_adv, loss + 0.05 * terms["adv"])
+    w_mse = VAELossWeights(l1=1.0, mse=5.0, lpips=0.0, adv=0.0, kl=1e-6)
+    loss_mse, terms = vae_generator_loss(x, recon, post, weights=w_mse)
+    assert torch.allclose(terms["mse"], torch.tensor(0.01)) and torch.allclose(loss_mse, loss + 5.0 * 0.01)
     d = discriminator_loss(disc, x, recon)
     d.backward()
     assert recon.grad is None and d > 0  # the D loss does not reach the generator output
