@@ -17,8 +17,10 @@ videos, curation finished shards, and train_vae.py / train_dit.py their newest c
  7. dit1      train_dit.py --config configs/nano/dit_stage1.yaml: 1-frame images, 32 px, from scratch
  8. dit2      train_dit.py --config configs/nano/dit_stage2.yaml: joint 9-frame video + images, 32 px
  9. dit3      train_dit.py --config configs/nano/dit_stage3.yaml: joint 17-frame video + images, 64 px
-10. tree      the official ckpts/ layout (safetensors, EMA DiT) + nano.json -> OUT/tree (--ship copies it to
-              hyvideo/assets/nano)
+10. tree      the official ckpts/ layout (safetensors, EMA DiT) + nano.json + metadata.json (web UI sizes)
+              -> OUT/tree (--ship copies it to hyvideo/assets/nano)
+11. eval      scripts/eval_nano.py on the held-out triples: the final model and the model after stage 1 only;
+              the tables go to OUT/eval_*.json and into the model card OUT/tree/README.md
 
 Each stage prints its loss and time; logs go to OUT/logs/<stage>.log, times and losses to OUT/progress.json.
 ``--set STAGE:KEY=VALUE`` passes a config override to a trainer stage (vae, encode, dit1, dit2, dit3), e.g.
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-STAGES = ("data", "curate", "manifest", "text", "vae", "encode", "dit1", "dit2", "dit3", "tree")
+STAGES = ("data", "curate", "manifest", "text", "vae", "encode", "dit1", "dit2", "dit3", "tree", "eval")
 TRAINERS = {"vae": "configs/nano/vae.yaml", "dit1": "configs/nano/dit_stage1.yaml",
             "dit2": "configs/nano/dit_stage2.yaml", "dit3": "configs/nano/dit_stage3.yaml"}
 # --quick: every stage on a handful of clips and steps (the kill/resume test and CI).
@@ -308,11 +310,17 @@ def _dit_run(stage: str, cache: str, init: str | None):
 
 
 def tree_done(r: Recipe) -> bool:
-    return (r.out / "tree" / "nano.json").is_file()
+    return (r.out / "tree" / "nano.json").is_file() and (r.out / "tree" / "metadata.json").is_file()
 
 
 def tree_run(r: Recipe) -> dict:
-    from hyvideo.data.synthetic.nano_tree import tree_size_mb, write_card, write_dit, write_vae  # noqa: PLC0415
+    from hyvideo.data.synthetic.nano_tree import (  # noqa: PLC0415
+        tree_size_mb,
+        write_card,
+        write_dit,
+        write_metadata,
+        write_vae,
+    )
     from hyvideo.data.synthetic.vocab import vocabulary  # noqa: PLC0415
 
     tree = r.out / "tree"
@@ -320,10 +328,46 @@ def tree_run(r: Recipe) -> dict:
     write_dit(tree, r.out / "dit3" / "export" / "dit.pt")
     write_vae(tree, r.out / "vae" / "export" / "vae", scale)
     card = json.loads((ROOT / "configs" / "nano" / "card.json").read_text())
-    card.update(vocabulary=vocabulary(), latent_scale=scale,
-                recipe={s: {k: v for k, v in self_summary(r, s).items()} for s in STAGES if s != "tree"})
+    from hyvideo.checkpoint.io import read_state_dict  # noqa: PLC0415
+
+    n_dit = sum(v.numel() for v in read_state_dict(next((tree / "hunyuan-video-t2v-720p" / "transformers").glob(
+        "*.safetensors"))).values())
+    card.update(vocabulary=vocabulary(), latent_scale=scale, parameters=f"{n_dit / 1e6:.2f} M",
+                recipe={s: {k: v for k, v in self_summary(r, s).items()} for s in STAGES if s not in ("tree", "eval")})
     write_card(tree, card)
+    write_metadata(tree, card)
     return {"size_mb": round(tree_size_mb(tree), 2), "line": f"{tree} ({tree_size_mb(tree):.1f} MB)"}
+
+
+EVALS = {"final": None, "stage1": "dit1"}  # eval report -> the stage whose exported DiT replaces the tree's
+
+
+def eval_done(r: Recipe) -> bool:
+    return all((r.out / f"eval_{name}.json").is_file() for name in EVALS) and (r.out / "tree" / "README.md").is_file()
+
+
+def eval_run(r: Recipe) -> dict:
+    from hyvideo.data.synthetic.nano_tree import write_model_card  # noqa: PLC0415
+
+    tables, out = {}, {}
+    for name, stage in EVALS.items():
+        report = r.out / f"eval_{name}.json"
+        if not report.is_file():
+            extra = ["--dit-weight", str(r.out / stage / "export" / "dit.pt"), "--load-key", "ema"] if stage else []
+            limit = ["--limit", "4", "--steps", "2"] if r.args.quick else []
+            r.run("eval", [sys.executable, "scripts/eval_nano.py", "--model-base", str(r.out / "tree"), *extra,
+                           *limit, "--out", str(report)])
+        rep = json.loads(report.read_text())
+        title = "the shipped model" if stage is None else f"after stage {stage[-1]} only (same tree, {stage} DiT)"
+        tables[f"{title}, {rep['num_clips']} clips"] = rep["table"]
+        out[name] = {k: rep["model"][k] for k in ("colour_acc", "shape_acc", "motion_acc", "found", "fd")}
+    card = json.loads((r.out / "tree" / "nano.json").read_text())
+    done = {k: {**v, "summary_line": v.get("summary_line", "").replace(str(r.out), "OUT")}
+            for k, v in r.progress.items() if k != "eval"}
+    write_model_card(r.out / "tree", card, done, tables, "python scripts/train_nano.py --out OUT")
+    f = out["final"]
+    return {**out, "line": f"held-out colour {f['colour_acc']:.1f} %, shape {f['shape_acc']:.1f} %, motion "
+                           f"{f['motion_acc']:.1f} % (stage 1 only: colour {out['stage1']['colour_acc']:.1f} %)"}
 
 
 def self_summary(r: Recipe, stage: str) -> dict:
@@ -338,6 +382,7 @@ STAGE_FUNCS = {
     "dit2": (_dit_done("dit2"), _dit_run("dit2", "cache32", "dit1")),
     "dit3": (_dit_done("dit3"), _dit_run("dit3", "cache64", "dit2")),
     "tree": (tree_done, tree_run),
+    "eval": (eval_done, eval_run),
 }
 
 

