@@ -10,6 +10,7 @@ defined here only.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DEFAULT_MODEL_BASE = "ckpts"  # the released layout (huggingface-cli download tencent/HunyuanVideo --local-dir ./ckpts)
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -71,8 +72,6 @@ def resolve_model_base(args, log=print) -> dict | None:
         args.model_base = str(base)
         if is_nano:
             log(f"no ./{DEFAULT_MODEL_BASE} folder: using the hyvideo-nano model shipped in the package ({base})")
-    from pathlib import Path  # noqa: PLC0415
-
     return nano.read_card(args.model_base) if Path(args.model_base).is_dir() else None
 
 
@@ -132,7 +131,8 @@ def check_model_args(args) -> None:
     """Validate the model flags (cheap, before any model loads).
 
     Raises:
-        ValueError: an unknown precision, a negative / NaN cache threshold, --text-len < 1, several offload flags, bad LoRA flags.
+        ValueError: an unknown precision, a negative / NaN cache threshold, --text-len < 1, several offload flags,
+            bad LoRA flags.
     """
     for flag in ("precision", "vae_precision", "text_encoder_precision"):
         value = getattr(args, flag)

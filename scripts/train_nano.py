@@ -95,6 +95,7 @@ class Recipe:
         self.progress_file = self.out / "progress.json"
         self.progress = json.loads(self.progress_file.read_text()) if self.progress_file.is_file() else {}
         self.child: subprocess.Popen | None = None
+        self.timing: tuple[dict, float, float] | None = None  # (stage entry, seconds before this run, start)
 
     # ------------------------------------------------------------------ plumbing
     def save_progress(self) -> None:
@@ -118,11 +119,23 @@ class Recipe:
             f.flush()
             self.child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
                                           preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-            code = self.child.wait()
+            while True:  # record the stage's time every 30 s, so a kill -9 loses at most that much of it
+                try:
+                    code = self.child.wait(30)
+                    break
+                except subprocess.TimeoutExpired:
+                    self.tick()
             self.child = None
         if code != 0:
             tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
             raise RuntimeError(f"stage {stage} failed (exit {code}); last lines of {log}:\n{tail}")
+
+    def tick(self) -> None:
+        """Write the running stage's seconds so far (its earlier runs' + this run's) to progress.json."""
+        if self.timing is not None:
+            entry, before, t0 = self.timing
+            entry["seconds"] = round(before + time.perf_counter() - t0, 1)
+            self.save_progress()
 
     def stop_child(self, *_):
         if self.child is not None and self.child.poll() is None:
@@ -146,12 +159,11 @@ class Recipe:
                 continue
             if entry["seconds"]:
                 print(f"[{i:2d}/{len(STAGES)}] {name:8s} resuming ...", flush=True)
-            t0 = time.perf_counter()
+            self.timing = (entry, entry["seconds"], time.perf_counter())
             try:
                 summary = STAGE_FUNCS[name][1](self)
             finally:
-                entry["seconds"] = round(entry["seconds"] + time.perf_counter() - t0, 1)
-                self.save_progress()
+                self.tick()
             entry.update(done=True, summary=summary, summary_line=summary.pop("line", ""))
             self.save_progress()
             print(f"[{i:2d}/{len(STAGES)}] {name:8s} {entry['seconds']:7.0f} s  {entry['summary_line']}", flush=True)
