@@ -164,6 +164,8 @@ def main(argv=None) -> dict:
             x = pixels_to_unit(batch["pixels"].to(device, non_blocking=True))
             eps = posterior_noise(latent_shape_of(vae_config, tuple(x.shape)), batch["slot"].tolist(), step=step,
                                   seed=cfg.run.seed).to(device)
+            if not cfg.loss.sample_posterior:  # decode the posterior mean (z = mean + 0 * std)
+                eps = torch.zeros_like(eps)
             recon, moments = model(x, eps)
             recon = recon.float()
             posterior = DiagonalGaussianDistribution(moments.float())

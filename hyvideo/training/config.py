@@ -231,6 +231,7 @@ class DiTTrainConfig:
 class VAELossConfig:
     l1_weight: float = 1.0
     mse_weight: float = 0.0  # squared error on top of L1 (nano: small objects on flat backgrounds, see vae.yaml)
+    sample_posterior: bool = True  # decode z ~ q(z|x) (released); False = its mean (diffusers' sample_posterior=False)
     lpips_weight: float = 0.1
     adv_weight: float = 0.05  # generator hinge loss weight once the discriminator is on
     kl_weight: float = 1e-6
