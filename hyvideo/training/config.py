@@ -259,10 +259,15 @@ class CurriculumStage:
     resolutions: tuple[str, ...] = ("256",)
     num_frames: int = 17
     video_batch_size: int = 0  # micro-batch of this stage's video buckets; 0 = data.video_batch_size
+    image_batch_size: int = 0  # micro-batch of this stage's image buckets; 0 = data.image_batch_size
+    crop_px: int = 0  # > 0: train on a random crop_px x crop_px window of each sample (multiple of 8); 0 = whole
 
     def __post_init__(self):
-        _require(self.video_batch_size >= 0,
-                 f"curriculum video_batch_size must be >= 0 (0 = data.video_batch_size), got {self.video_batch_size}")
+        for key in ("video_batch_size", "image_batch_size"):
+            _require(getattr(self, key) >= 0,
+                     f"curriculum {key} must be >= 0 (0 = data.{key}), got {getattr(self, key)}")
+        _require(self.crop_px >= 0 and self.crop_px % 8 == 0,
+                 f"curriculum crop_px must be 0 or a positive multiple of 8 px, got {self.crop_px}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -148,3 +148,26 @@ def test_lr_schedule_warmup_then_constant_or_cosine():
     assert cos[110] == cos[129] == pytest.approx(1e-5)
     with pytest.raises(ConfigError, match="decay_steps"):
         OptimConfig(lr=1e-3, warmup_steps=10, decay_steps=5)
+
+
+def test_vae_curriculum_stage_batches_and_crops():
+    import train_vae
+
+    cfg = load_config(VAETrainConfig, None, [
+        "data.video_batch_size=2", "data.image_batch_size=4",
+        "curriculum=[{start_step: 0, resolutions: [64], num_frames: 1, video_batch_size: 32, crop_px: 32}, "
+        "{start_step: 10, resolutions: [64], num_frames: 9}]"])
+    data0, crop0 = train_vae.stage_data(cfg, 0)
+    data1, crop1 = train_vae.stage_data(cfg, 1)
+    assert (data0.video_batch_size, data0.image_batch_size, crop0) == (32, 4, 32)
+    assert (data1.video_batch_size, data1.image_batch_size, crop1) == (2, 4, 0)
+    x = torch.arange(3 * 2 * 1 * 64 * 64, dtype=torch.float32).reshape(3, 2, 1, 64, 64)
+    a = train_vae.random_crops(x, 32, [0, 1, 2], step=5, seed=0)
+    b = train_vae.random_crops(x[1:], 32, [1, 2], step=5, seed=0)  # another rank layout: same windows per slot
+    assert a.shape == (3, 2, 1, 32, 32) and torch.equal(a[1:], b)
+    for i in range(3):  # each window is an 8-px-aligned block of its own sample
+        oy, ox = divmod(int(a[i, 0, 0, 0, 0] - x[i, 0, 0, 0, 0]), 64)
+        assert oy % 8 == 0 and ox % 8 == 0 and torch.equal(a[i], x[i, ..., oy:oy + 32, ox:ox + 32])
+    assert not torch.equal(a, train_vae.random_crops(x, 32, [0, 1, 2], step=6, seed=0))
+    with pytest.raises(ConfigError, match="crop_px must be 0 or a positive multiple of 8"):
+        load_config(VAETrainConfig, None, ["curriculum=[{start_step: 0, resolutions: [64], crop_px: 30}]"])
