@@ -63,12 +63,16 @@ def resolve_model_base(args, log=print) -> dict | None:
     vocabulary, trained sizes and recommended settings; :mod:`hyvideo.nano`), or None for any other tree.
 
     Raises:
-        ValueError: a malformed ``nano.json``.
+        ValueError: no ``--model-base``, no ``./ckpts`` and no nano tree in the package; a malformed ``nano.json``.
     """
     from hyvideo import nano  # noqa: PLC0415
 
     if args.model_base is None:
         base, is_nano = nano.default_model_base()
+        if is_nano and not (base / nano.CARD_FILE).is_file():
+            raise ValueError(f"no ./{DEFAULT_MODEL_BASE} folder and no hyvideo-nano tree in this installation ({base}); "
+                             "pass --model-base (the released ckpts/ tree or a diffusers folder) or build the nano "
+                             "model: python scripts/train_nano.py --out runs/nano --ship")
         args.model_base = str(base)
         if is_nano:
             log(f"no ./{DEFAULT_MODEL_BASE} folder: using the hyvideo-nano model shipped in the package ({base})")

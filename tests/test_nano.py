@@ -86,3 +86,16 @@ def test_sample_video_without_model_base_uses_ckpts_or_the_nano_tree(nano_like_t
     (tmp_path / "ckpts").mkdir()  # an empty ./ckpts wins (and fails with a message naming it)
     code = sample_video.main(["--prompt", "a red circle", "--video-size", "64", "--video-length", "9"])
     assert code == 2 and "ckpts" in capsys.readouterr().err
+
+
+def test_front_ends_without_ckpts_or_nano_tree_exit_2_before_loading(tmp_path, monkeypatch, capsys):
+    import gradio_server
+    import sample_video
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(nano, "NANO_TREE", tmp_path / "not_shipped")
+    assert sample_video.main(["--prompt", "a red circle moves to the right", "--save-path", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "no ./ckpts folder and no hyvideo-nano tree" in err and "train_nano.py" in err
+    assert gradio_server.main(["--save-path", str(tmp_path / "g")]) == 2
+    assert "no hyvideo-nano tree" in capsys.readouterr().err
