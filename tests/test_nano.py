@@ -99,3 +99,32 @@ def test_front_ends_without_ckpts_or_nano_tree_exit_2_before_loading(tmp_path, m
     assert "no ./ckpts folder and no hyvideo-nano tree" in err and "train_nano.py" in err
     assert gradio_server.main(["--save-path", str(tmp_path / "g")]) == 2
     assert "no hyvideo-nano tree" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_nano_quick_killed_mid_stage_resumes_and_finishes(tmp_path):
+    """Opt-in (~2 min on 2 cores): ``train_nano.py --quick`` killed (SIGKILL) inside a trainer stage, then rerun."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "scripts" / "train_nano.py"), "--out", str(tmp_path / "run"), "--quick"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    progress = tmp_path / "run" / "progress.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until the VAE stage is done, i.e. the DiT stages are running
+        if progress.is_file() and json.loads(progress.read_text()).get("vae", {}).get("done"):
+            break
+        time.sleep(1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = json.loads(progress.read_text())
+    assert before["vae"]["done"] and not before.get("eval", {}).get("done")
+    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "vae      done earlier" in out.stdout
+    after = json.loads(progress.read_text())
+    assert all(after[s]["done"] for s in ("vae", "dit1", "dit2", "dit3", "tree", "eval"))
+    assert (tmp_path / "run" / "tree" / "README.md").is_file()
