@@ -39,6 +39,29 @@ def latent_cache(tmp_path_factory, manifest) -> Path:
                    "--out", str(out)])
 
 
+TINY_DIT = str(ROOT / "configs/train/tiny.yaml")
+TINY_VAE = str(ROOT / "configs/train/tiny_vae.yaml")
+
+
+def set_args(*sets: str) -> list[str]:
+    """``["--set", s1, "--set", s2, ...]`` for config overrides ``"key=value"``."""
+    return [a for s in sets for a in ("--set", s)]
+
+
+def run_tiny_dit(out, *sets: str):
+    """``train_dit.main`` on ``configs/train/tiny.yaml`` with ``run.out_dir=out`` and the overrides ``sets``."""
+    import train_dit  # noqa: PLC0415
+
+    return train_dit.main(["--config", TINY_DIT, *set_args(f"run.out_dir={out}", *sets)])
+
+
+def run_tiny_vae(out, *sets: str):
+    """``train_vae.main`` on ``configs/train/tiny_vae.yaml`` with ``run.out_dir=out`` and the overrides ``sets``."""
+    import train_vae  # noqa: PLC0415
+
+    return train_vae.main(["--config", TINY_VAE, *set_args(f"run.out_dir={out}", *sets)])
+
+
 def metrics(out_dir: Path) -> dict[int, dict]:
     """Logged scalars per step of a run (``metrics.jsonl``; the last line of a step wins)."""
     rows = [json.loads(x) for x in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]

@@ -6,14 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import train_dit
-from tests.training.conftest import ROOT
-
-TINY = str(ROOT / "configs/train/tiny.yaml")
-
-
-def _run(out, *sets):
-    return train_dit.main(["--config", TINY, "--set", f"run.out_dir={out}", *[a for s in sets for a in ("--set", s)]])
+from tests.training.conftest import run_tiny_dit as _run
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,9 @@ import torch
 import train_dit
 from hyvideo.training import checkpointing
 from hyvideo.training.cli import run_cli
-from tests.training.conftest import ROOT, metrics, torchrun
-
-TINY = str(ROOT / "configs/train/tiny.yaml")
-
-
-def _sets(*items):
-    return [a for s in items for a in ("--set", s)]
-
-
-def _run(out, *sets):
-    return train_dit.main(["--config", TINY, *_sets(f"run.out_dir={out}", *sets)])
+from tests.training.conftest import ROOT, metrics, set_args, torchrun
+from tests.training.conftest import TINY_DIT as TINY
+from tests.training.conftest import run_tiny_dit as _run
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +85,11 @@ def test_two_ranks_load_released_weights_without_the_full_model_and_init_like_on
 @pytest.mark.dist
 def test_saved_at_two_ranks_resumes_at_one(tmp_path, latent_cache, reference):
     common = [f"data.latent_cache={latent_cache}", "run.max_steps=4", f"run.out_dir={tmp_path}"]
-    torchrun("train_dit.py", ["--config", TINY, *_sets(*common, "run.stop_after=2")])
+    torchrun("train_dit.py", ["--config", TINY, *set_args(*common, "run.stop_after=2")])
     ckpt = tmp_path / "checkpoints" / "step_00000002"
     assert json.loads((ckpt / "train_state.json").read_text())["world_size"] == 2
     assert sorted(p.name for p in ckpt.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
-    resumed = train_dit.main(["--config", TINY, *_sets(*common, "optim.grad_accum=2")])["losses"]
+    resumed = train_dit.main(["--config", TINY, *set_args(*common, "optim.grad_accum=2")])["losses"]
     assert sorted(resumed) == [3, 4]
     for step in (3, 4):
         assert abs(resumed[step] - reference[step]) < 1e-5, (step, resumed[step], reference[step])
@@ -107,7 +99,7 @@ def test_saved_at_two_ranks_resumes_at_one(tmp_path, latent_cache, reference):
 def test_saved_at_one_rank_resumes_at_two(tmp_path, latent_cache, reference):
     common = [f"data.latent_cache={latent_cache}", "run.max_steps=4", f"run.out_dir={tmp_path}"]
     _run(tmp_path, *common, "optim.grad_accum=2", "run.stop_after=2")
-    torchrun("train_dit.py", ["--config", TINY, *_sets(*common)])
+    torchrun("train_dit.py", ["--config", TINY, *set_args(*common)])
     two = metrics(tmp_path)
     for step in (3, 4):
         assert abs(two[step]["loss"] - reference[step]) < 1e-5, (step, two[step]["loss"], reference[step])
@@ -185,7 +177,7 @@ def test_pickle_payload_in_checkpoint_metadata_is_refused(tmp_path, latent_cache
     _run(tmp_path, *common[:1], *common[2:], "run.stop_after=1")
     marker = tmp_path / "PAYLOAD_RAN"
     (tmp_path / "checkpoints" / "step_00000001" / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
-    rc = run_cli(train_dit.main, ["--config", TINY, *_sets(*common)], "train_dit.py")
+    rc = run_cli(train_dit.main, ["--config", TINY, *set_args(*common)], "train_dit.py")
     err = capsys.readouterr().err
     assert rc == 2 and "refusing to load" in err and "posix.system" in err and "Traceback" not in err
     assert not marker.exists()

@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import train_dit
-from tests.training.conftest import ROOT
-
-TINY = str(ROOT / "configs/train/tiny.yaml")
-
-
-def _run(out, *sets):
-    return train_dit.main(["--config", TINY, "--set", f"run.out_dir={out}", *[a for s in sets for a in ("--set", s)]])
+from tests.training.conftest import run_tiny_dit as _run
 
 
 def test_kill_and_resume_continues_the_same_loss_curve(tmp_path, latent_cache):

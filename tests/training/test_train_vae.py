@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import train_vae
-from tests.training.conftest import ROOT
-
-TINY_VAE = str(ROOT / "configs/train/tiny_vae.yaml")
-
-
-def _run(out, *sets):
-    return train_vae.main(["--config", TINY_VAE, "--set", f"run.out_dir={out}",
-                           *[a for s in sets for a in ("--set", s)]])
+from tests.training.conftest import run_tiny_vae as _run
 
 
 def test_vae_resume_is_exact_and_export_loads(tmp_path, manifest):
