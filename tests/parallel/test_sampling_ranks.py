@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import torch.multiprocessing as mp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +29,15 @@ def _worker(rank, world, port, degree, out_dir):
     import sample_video
 
     from hyvideo.parallel.mesh import destroy
+    from hyvideo.pipeline import latent_shape, seeded_noise
 
     args = sample_video.build_parser().parse_args(["--prompt", "x", "--ulysses-degree", str(degree),
                                                   "--num-videos", "4"])
     env = sample_video.setup_distributed(args, "cpu")
-    seeds = sample_video.request_of(args).seeds(sample_video.shared_seed(args, env))
-    mine = seeds[env.dp_rank::env.dp_world]
+    [(req, base)] = list(sample_video.requests(args, env))  # what main() samples (no --seed: a random base)
+    mine = req.seeds(base)[env.dp_rank::env.dp_world]
+    noise = seeded_noise(mine, latent_shape(len(mine), 32, 32, 5, 16))  # the pipeline's initial latents
+    torch.save(noise, Path(out_dir, f"{rank}.pt"))
     Path(out_dir, f"{rank}.json").write_text(json.dumps({"seeds": mine, "sp_rank": env.sp_rank}))
     destroy()
 
@@ -45,6 +49,8 @@ def test_ranks_share_the_random_seed_or_split_the_videos(degree, tmp_path):
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
     if degree == 2:  # one SP group: both ranks sample the same 4 seeds (identical noise for each video)
         assert r0["seeds"] == r1["seeds"] and len(r0["seeds"]) == 4 and (r0["sp_rank"], r1["sp_rank"]) == (0, 1)
+        n0, n1 = (torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in (0, 1))
+        assert n0.shape[0] == 4 and torch.equal(n0, n1)
     else:  # two data-parallel ranks: consecutive seeds split between them, none sampled twice
         assert len(r0["seeds"]) == len(r1["seeds"]) == 2 and not set(r0["seeds"]) & set(r1["seeds"])
         assert sorted(r0["seeds"] + r1["seeds"]) == list(range(r0["seeds"][0], r0["seeds"][0] + 4))
