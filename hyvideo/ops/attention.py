@@ -176,22 +176,24 @@ class _Unpad:
     """Valid-token indices, ``cu_seqlens``, lengths of a key mask, computed once per mask tensor.
 
     Every block of one DiT forward passes the same ``key_mask`` tensor, so the host syncs of ``nonzero`` and
-    ``max`` happen once per forward instead of once per block (the last mask seen is remembered).
+    ``max`` happen once per forward instead of once per block. The last mask seen is remembered by identity and
+    held (not by its address: the next batch's mask is often allocated where the freed one was, with the same
+    shape and a fresh version counter, and would be served the previous batch's indices).
     """
 
     def __init__(self):
-        self._key = None
+        self._mask = None
+        self._version = -1
         self._value = None
 
     def __call__(self, mask: torch.Tensor) -> _MaskInfo:
-        key = (mask.data_ptr(), mask.shape, mask._version, mask.device)
-        if key != self._key:
+        if mask is not self._mask or mask._version != self._version:
             lens = mask.sum(1, dtype=torch.int32)
             cu = F.pad(lens.cumsum(0, dtype=torch.int32), (1, 0))
             lengths = lens.tolist()
             positions = torch.arange(mask.shape[1], device=mask.device)
             prefix = bool((mask == (positions[None] < lens[:, None])).all())
-            self._key = key
+            self._mask, self._version = mask, mask._version
             self._value = _MaskInfo(mask.flatten().nonzero().squeeze(1), cu, max(lengths), lengths if prefix else None)
         return self._value
 
