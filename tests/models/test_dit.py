@@ -147,6 +147,28 @@ def test_rope_matches_complex_reference_and_position_zero_is_identity():
     torch.testing.assert_close(out[:, 0], x[:, 0])  # position (0, 0, 0) is the identity
 
 
+def test_apply_rope_builds_no_tensor_from_python_data():
+    """No sign / constant tensor is made from a Python list per call (on CUDA: a host-to-device copy in every
+    block of every step); only ops on the inputs and the precomputed tables run."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    cos, sin = rope_freqs_3d((2, 3, 4), (4, 6, 6), 256.0)
+    x = torch.randn(1, 30, 2, 16, dtype=torch.bfloat16)
+    with Ops() as mode:
+        out = apply_rope(x, cos, sin)
+    assert mode.ops and not [op for op in mode.ops if "lift_fresh" in op or "scalar_tensor" in op], mode.ops
+    assert out.dtype == torch.bfloat16 and torch.equal(out[:, 24:], x[:, 24:])  # text tokens pass unchanged
+
+
 def test_unpatchify_inverts_patchify_layout():
     model = HYVideoDiffusionTransformer(**SMALL)
     x = torch.randn(2, 16, 3, 8, 12)
