@@ -48,15 +48,19 @@ def test_sequential_offload_gives_the_same_samples():
     torch.testing.assert_close(_sample(model, inp), ref, rtol=0, atol=0)
 
 
-def test_use_cpu_offload_keeps_at_most_one_block_resident(tiny_ckpts):
+def test_use_cpu_offload_keeps_at_most_one_block_resident(tiny_ckpts, monkeypatch):
     """The released --use-cpu-offload meaning: DiT blocks streamed, at most one resident while sampling
     (CPU compute device: no prefetch), and text encoders / VAE moved in turn."""
     from hyvideo import accel
     from hyvideo.checkpoint.loader import load_pipeline
 
+    import hyvideo.pipeline
+
     pipe = load_pipeline(tiny_ckpts, dit_dtype=torch.float32, vae_dtype=torch.float32, text_dtype=torch.float32,
                          device="cpu", offload="cpu", log=lambda *_: None)
     assert pipe.offload == ("text", "vae")
+    placed, real_placed = [], hyvideo.pipeline.placed
+    monkeypatch.setattr(hyvideo.pipeline, "placed", lambda m, d, off: placed.append((m, off)) or real_placed(m, d, off))
     plan = accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(device="cpu", sequential_offload=True))
     handle = plan.offload
     counts = []
@@ -66,6 +70,30 @@ def test_use_cpu_offload_keeps_at_most_one_block_resident(tiny_ckpts):
     pipe(["a red circle"], height=32, width=32, video_length=5, seeds=[0], infer_steps=2, progress=False,
          output_type="latent")
     assert counts and max(counts) == 1 and handle.num_resident() == 0
+    offloaded = {id(m) for m, off in placed if off}  # moved to the device only while they run
+    assert {id(pipe.text_encoder), id(pipe.text_encoder_2)} <= offloaded and id(pipe.dit) not in offloaded
+
+
+def test_readme_24gb_recipe_offloads_the_text_encoders():
+    """The README's 24 GB command must not leave the ~16 GB fp16 text encoder on the GPU (it did with
+    --sequential-offload, which streams the DiT only): its offload flag keeps the text encoders in CPU memory
+    and streams the DiT's blocks."""
+    import re
+    from pathlib import Path
+
+    import sample_video
+    from hyvideo.checkpoint.loader import OFFLOAD_MODES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [ln for ln in readme.splitlines() if "sample_video.py" in ln and "24 GB" in ln]
+    assert lines, "README lost its 24 GB command"
+    for line in lines:
+        flags = re.findall(r"--[a-z0-9-]+", line.split("#")[0])
+        args = sample_video.build_parser().parse_args(flags)
+        mode = sample_video.offload_mode(args)
+        homes, moved = OFFLOAD_MODES[mode]
+        assert args.use_fp8 and mode == "cpu", line  # the released meaning: DiT blocks streamed
+        assert homes["text"] == "cpu" and "text" in moved and homes["dit"] == "cpu", line
 
 
 def test_block_buffers_are_exact_size():

@@ -56,6 +56,11 @@ def test_frozen_vae_is_tiled_and_half_precision_on_cuda(monkeypatch):
     vae = build_frozen_vae(DiTModelConfig(), torch.device("cpu"))
     assert vae.use_spatial_tiling and vae.use_temporal_tiling
     assert not any(p.requires_grad for p in vae.parameters())
+    from hyvideo.training import conditioning
+
+    monkeypatch.setattr(conditioning, "frozen_vae_precision", lambda device: torch.bfloat16)  # what CUDA gets
+    vae = build_frozen_vae(DiTModelConfig(), torch.device("cpu"))
+    assert {p.dtype for p in vae.parameters()} == {torch.bfloat16} and vae.use_spatial_tiling
 
 
 def test_fsdp_bf16_policy_keeps_timesteps_fp32():
