@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,13 +29,21 @@ TINY = "{tmp}/tiny"
 SAMPLE = [PY, "sample_video.py", "--model-base", TINY, "--prompt", "a red circle moves to the right",
           "--video-size", "64", "64", "--video-length", "9", "--infer-steps", "4", "--seed", "1",
           "--save-path", "{tmp}/out", "--device", "cuda"]
+# Every speed / memory flag of sample_video.py (tests/accel/test_gpu.py keeps this list complete). Not here:
+# --attn-backend gemm (the CPU bf16 backend), --lora-fuse (needs a LoRA file; tests/lora cover it), --ulysses-degree
+# (needs 2+ GPUs: torchrun --nproc_per_node 2 sample_video.py --ulysses-degree 2 ...).
 SAMPLE_FLAGS = {
     "bf16": [], "fp16": ["--precision", "fp16"], "fp32": ["--precision", "fp32", "--vae-precision", "fp32"],
-    "flash": ["--attn-backend", "flash"], "sdpa": ["--attn-backend", "sdpa"], "fp8": ["--use-fp8"],
-    "cpu-offload": ["--use-cpu-offload"], "model-offload": ["--model-cpu-offload"],
+    "text-bf16": ["--text-encoder-precision", "bf16"],
+    "flash": ["--attn-backend", "flash"], "sdpa": ["--attn-backend", "sdpa"], "naive": ["--attn-backend", "naive"],
+    "fp8": ["--use-fp8"], "cpu-offload": ["--use-cpu-offload"], "model-offload": ["--model-cpu-offload"],
     "block-offload": ["--sequential-offload"], "fp8+cpu-offload": ["--use-fp8", "--use-cpu-offload"],
+    "fp8+block-offload": ["--use-fp8", "--sequential-offload"],
     "step-cache": ["--cache-threshold", "0.15"], "cfg": ["--cfg-scale", "5.0"], "no-tiling": ["--no-vae-tiling"],
+    "batch-2": ["--batch-size", "2", "--num-videos", "2"],
 }
+# A section passes only if the output of its command number i holds the text (the resumed training run).
+EXPECT = {"train": (2, "at step 4")}
 
 _PROBE = r'''
 import json, sys, time, torch
@@ -52,8 +60,8 @@ def peak(fn):
 
 def dit13b(fp8):
     with torch.device("meta"):
-        dit = HYVideoDiffusionTransformer.from_config("{root}/hyvideo/configs/dit_13b.json")
-    dit = dit.to_empty(device=dev).to(torch.bfloat16)
+        dit = HYVideoDiffusionTransformer.from_config("{root}/hyvideo/configs/dit_13b.json").to(torch.bfloat16)
+    dit = dit.to_empty(device=dev)  # bf16 straight away (no 52 GB fp32 copy first)
     with torch.no_grad():
         for p in dit.parameters(): p.normal_(0, 0.02)
     if fp8:
@@ -104,7 +112,8 @@ def sections(tmp: str) -> dict[str, list[list[str]]]:
              "--set", "run.max_steps=4", "--set", "run.ckpt_every=2"]
     out = {
         "gpu-tests": [[PY, "-m", "pytest", "-q", "-m", "gpu", "tests"]],
-        "sample-flags": [[c.replace("{tmp}", tmp) for c in SAMPLE + flags] for flags in SAMPLE_FLAGS.values()],
+        "sample-flags": [[c.replace("{tmp}/out", f"{tmp}/out/{name}").replace("{tmp}", tmp) for c in SAMPLE + flags]
+                         for name, flags in SAMPLE_FLAGS.items()],  # one output folder per flag set
         "attention": [[PY, probe, "attention"]],
         "dit13b": [[PY, probe, "dit13b"]],
         "fp8": [[PY, probe, "fp8"]],
@@ -123,7 +132,7 @@ def sections(tmp: str) -> dict[str, list[list[str]]]:
 
 def run(name: str, commands: list[list[str]], timeout: int) -> dict:
     t0, notes, status = time.perf_counter(), [], "ok"
-    for cmd in commands:
+    for i, cmd in enumerate(commands):
         try:
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -131,9 +140,13 @@ def run(name: str, commands: list[list[str]], timeout: int) -> dict:
             notes.append(f"{' '.join(cmd[:4])}...: timed out after {timeout} s")
             continue
         tail = (r.stdout.strip().splitlines() or [""])[-1]
+        want = EXPECT.get(name, (None, ""))
         if r.returncode != 0:
             status = "FAIL"
             notes.append(f"{' '.join(cmd[1:4])}: exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]}")
+        elif want[0] == i and want[1] not in r.stdout + r.stderr:
+            status = "FAIL"
+            notes.append(f"{' '.join(cmd[1:4])}: output lacks {want[1]!r}")
         elif tail.startswith("{"):
             notes.append(tail)
         elif name in ("bench-dit", "bench-vae", "compile"):
@@ -147,7 +160,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="comma-separated section names")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per command")
     args = ap.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="gpu_check_")
+    tmp = "<tmp>" if args.dry_run else tempfile.mkdtemp(prefix="gpu_check_")
     todo = sections(tmp)
     if args.only:
         unknown = sorted(set(args.only.split(",")) - set(todo))
@@ -158,7 +171,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         for name, commands in todo.items():
             for cmd in commands:
-                print(f"[{name}] {' '.join(cmd)}")
+                print(f"[{name}] {shlex.join(cmd)}")  # quoted: each line can be pasted into a shell
         return 0
     import torch
 

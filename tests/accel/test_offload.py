@@ -51,10 +51,9 @@ def test_sequential_offload_gives_the_same_samples():
 def test_use_cpu_offload_keeps_at_most_one_block_resident(tiny_ckpts, monkeypatch):
     """The released --use-cpu-offload meaning: DiT blocks streamed, at most one resident while sampling
     (CPU compute device: no prefetch), and text encoders / VAE moved in turn."""
+    import hyvideo.pipeline
     from hyvideo import accel
     from hyvideo.checkpoint.loader import load_pipeline
-
-    import hyvideo.pipeline
 
     pipe = load_pipeline(tiny_ckpts, dit_dtype=torch.float32, vae_dtype=torch.float32, text_dtype=torch.float32,
                          device="cpu", offload="cpu", log=lambda *_: None)
