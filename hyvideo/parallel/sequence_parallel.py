@@ -109,6 +109,20 @@ class _SlabPlan:
         self.rank = dist.get_rank(group)
         self.grid: tuple[int, int, int] = (1, 1, 1)
         self.axis = 1  # 1 = H, 2 = W of the (T, H, W) grid
+        self._mask_key: tuple | None = None
+        self._full_mask: torch.Tensor | None = None
+
+    def full_key_mask(self, key_mask: torch.Tensor, n_img: int) -> torch.Tensor:
+        """This rank's key mask ``[B, L_img/N + L_txt]`` -> the gathered sequence's ``[B, L_img + L_txt]`` bool (image
+        keys all valid), built once per forward: every block gets the same tensor, so the attention backend
+        computes its unpadding (``cu_seqlens``, host syncs) once per forward, not once per block. Remembered by
+        identity (the input is held), never by address."""
+        key = (key_mask, key_mask._version, n_img)
+        if self._mask_key is None or key_mask is not self._mask_key[0] or key[1:] != self._mask_key[1:]:
+            ones = torch.ones(key_mask.shape[0], n_img, dtype=torch.bool, device=key_mask.device)
+            self._full_mask = torch.cat([ones, key_mask[:, n_img // self.n:].bool()], dim=1)
+            self._mask_key = key
+        return self._full_mask
 
     def slab(self, x: torch.Tensor, grid=None) -> torch.Tensor:
         """Tokens ``[..., L, C]`` in grid order -> this rank's ``[..., L / N, C]``."""
@@ -153,10 +167,7 @@ class UlyssesAttention(Attention):
             return torch.cat([img, x[:, n_img:, mine]], dim=1)
 
         qh, kh, vh = to_heads(q), to_heads(k), to_heads(v)
-        full_mask = None
-        if key_mask is not None:
-            ones = torch.ones(b, n_img * n, dtype=torch.bool, device=q.device)
-            full_mask = torch.cat([ones, key_mask[:, n_img:].bool()], dim=1)
+        full_mask = None if key_mask is None else self.plan.full_key_mask(key_mask, n_img * n)
         out = attention(qh, kh, vh, key_mask=full_mask, backend=self.backend).unflatten(-1, (hs, d))
         img = torch.cat(_all_to_all(list(out[:, : n_img * n].chunk(n, dim=1)), group), dim=2)
         txt = torch.cat(_all_gather(out[:, n_img * n:], group, n), dim=2)

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hyvideo import HYVideoDiffusionTransformer
+from hyvideo.ops.attention import attention
 from hyvideo.parallel.sequence_parallel import check_sp_degree, disable_sequence_parallel, enable_sequence_parallel
 
 FP32_TOL = 1e-5  # fp32; only the attention's summation order over keys differs
@@ -99,3 +100,29 @@ def test_invalid_degree_fails_with_message():
         check_sp_degree(model, (1, 4, 2, 8, 8), 3)
     with pytest.raises(ValueError, match=r"patchified height 3 or width 5.*allowed degrees"):
         check_sp_degree(model, (1, 4, 2, 6, 10), 2)
+
+
+def test_ulysses_blocks_share_one_full_key_mask_per_forward(monkeypatch):
+    """Every block's Ulysses attention gets the same gathered key mask, so the backend unpads once per forward
+    (not once per block); a new mask tensor gets its own."""
+    import hyvideo.ops.attention as attn
+    from hyvideo.parallel import mesh
+    from hyvideo.parallel.sequence_parallel import UlyssesAttention, _SlabPlan
+
+    mesh.init_distributed(1, "gloo")
+    try:
+        plan = _SlabPlan(None)
+        plan.grid = (1, 2, 2)
+        blocks = [UlyssesAttention(plan, "sdpa") for _ in range(3)]
+        made, real_info = [], attn._MaskInfo
+        monkeypatch.setattr(attn, "_MaskInfo", lambda *a: made.append(1) or real_info(*a))
+        q, k, v = (torch.randn(2, 4 + 3, 2, 8) for _ in range(3))  # 4 image + 3 text tokens
+        masks = [torch.tensor([[1] * 7, [1] * 5 + [0] * 2], dtype=torch.bool) for _ in range(2)]
+        for i, m in enumerate(masks):
+            outs = [b(q, k, v, m) for b in blocks]
+            assert len(made) == i + 1  # one unpadding for the three blocks
+            ref = attention(q, k, v, key_mask=m, backend="naive")
+            torch.testing.assert_close(outs[-1][1, :5], ref[1, :5], rtol=1e-5, atol=1e-5)
+        assert plan.full_key_mask(masks[1], 4) is plan.full_key_mask(masks[1], 4)
+    finally:
+        mesh.destroy()
