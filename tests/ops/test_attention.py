@@ -99,7 +99,8 @@ def test_flash_path_unpads_once_per_forward_and_runs_dense_without_padding(monke
     dit = HYVideoDiffusionTransformer(in_channels=4, out_channels=4, hidden_size=32, heads_num=2,
                                       rope_dim_list=[4, 6, 6], mm_double_blocks_depth=2, mm_single_blocks_depth=2,
                                       text_states_dim=12, text_states_dim_2=8, text_refiner_depth=1).eval()
-    x, t, txt, pooled = torch.randn(2, 4, 2, 4, 4), torch.tensor([900.0, 300.0]), torch.randn(2, 6, 12), torch.randn(2, 8)
+    x, t = torch.randn(2, 4, 2, 4, 4), torch.tensor([900.0, 300.0])
+    txt, pooled = torch.randn(2, 6, 12), torch.randn(2, 8)
     g = torch.tensor([6000.0, 4000.0])
     masks = [torch.tensor([[1] * 6, [1] * 4 + [0] * 2]), torch.tensor([[1] * 5 + [0], [1] * 2 + [0] * 4])]
     refs = [dit(x, t, txt, m, pooled, g) for m in masks + [torch.ones(2, 6, dtype=torch.long)]]  # SDPA on CPU
