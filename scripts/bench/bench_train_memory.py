@@ -262,10 +262,13 @@ def main(argv=None) -> dict:
 
 
 def print_table(s: dict) -> None:
+    """The per-rank table with the ratio (largest world-2 rank) / (world 1) per row, and the issue-21 check:
+    the parameter + optimizer (+ EMA) state resident after step 1 at world 2 is at most 0.6x world 1's."""
     print(f"DiT {s['params'] / 1e6:.1f}M parameters = {s['fp32_mib']:.0f} MiB fp32 (CPU, gloo, torchrun; "
-          f"MiB of anonymous RSS above each rank's baseline after a warm-up step)")
-    print("| phase | world 1: rank 0 | world 2: rank 0 | world 2: rank 1 |")
-    print("|---|---|---|---|")
+          f"MiB of anonymous RSS above each rank's baseline after a warm-up step; baseline "
+          f"{s['world1'][0]['baseline_mib']:.0f} MiB)")
+    print("| phase | world 1: rank 0 | world 2: rank 0 | world 2: rank 1 | world 2 / world 1 |")
+    print("|---|---|---|---|---|")
     rows = [("eager_world", "build", "peak_anon_above_baseline_mib", "start-up peak, earlier path (full fp32 model "
              "on every rank, then sharded)"),
             ("world", "build", "peak_anon_above_baseline_mib", "start-up peak, meta path (meta -> shard -> "
@@ -279,7 +282,15 @@ def print_table(s: dict) -> None:
     for prefix, phase, key, label in rows:
         vals = [s[f"{prefix}1"][0].get(phase, {}).get(key), *[s[f"{prefix}2"][r].get(phase, {}).get(key)
                                                               for r in (0, 1)]]
-        print(f"| {label} | " + " | ".join("-" if v is None else f"{v:.0f}" for v in vals) + " |")
+        ratio = "-" if None in vals or not vals[0] else f"{max(vals[1:]) / vals[0]:.2f}"
+        print(f"| {label} | " + " | ".join("-" if v is None else f"{v:.0f}" for v in vals) + f" | {ratio} |")
+    state = [s["world1"][0].get("step1", {}).get("resident_after_mib"),
+             *[r.get("step1", {}).get("resident_after_mib") for r in s["world2"]]]
+    if None not in state:
+        ratio = max(state[1:]) / state[0]
+        print(f"parameter + optimizer + EMA state per rank, world 2 / world 1: {ratio:.2f} "
+              f"({'within' if ratio <= 0.6 else 'ABOVE'} the 0.6 target)")
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
