@@ -71,3 +71,41 @@ def test_training_log_reports_throughput_and_mfu_on_a_gpu(tmp_path, latent_cache
     assert kw["flops"] > 0
     # samples_per_s = samples / dt and mfu = flops / dt / (world * peak): one dt, so their ratio is exact
     assert row["mfu"] == pytest.approx(row["samples_per_s"] * kw["flops"] / (kw["samples"] * peak), rel=1e-9)
+
+
+def test_meta_flop_counter_equals_a_real_forward_of_the_vae():
+    import json
+
+    from hyvideo.training.flops import MetaFlopCounter
+    from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of
+    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
+
+    cfg = json.loads((ROOT / "hyvideo/configs/vae_tiny.json").read_text())
+    x_shape = (2, 3, 5, 32, 24)
+    eps_shape = latent_shape_of(cfg, x_shape)
+    real = VAEReconstructor(AutoencoderKLCausal3D.from_config(cfg))
+    with torch.no_grad(), fc.FlopCounterMode(display=False, custom_mapping={
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa}) as counter:
+        real(torch.rand(x_shape) * 2 - 1, torch.randn(eps_shape))
+    meta = MetaFlopCounter(lambda: VAEReconstructor(AutoencoderKLCausal3D.from_config(cfg)))
+    assert meta.forward(x_shape, eps_shape) == counter.get_total_flops() > 0
+    assert meta.train_step(x_shape, eps_shape) == 3 * counter.get_total_flops()
+    assert meta.forward((1, *x_shape[1:]), (1, *eps_shape[1:])) * 2 == counter.get_total_flops()  # per shape
+
+
+def test_vae_training_log_reports_mfu_on_a_gpu(tmp_path, manifest, monkeypatch):
+    from tests.training.conftest import run_tiny_vae
+
+    monkeypatch.setattr(monitor_mod, "peak_flops", lambda: 1e12)
+    seen = []
+    real_step = monitor_mod.Monitor.step
+
+    def spy(self, step, scalars, **kw):
+        seen.append(kw)
+        return real_step(self, step, scalars, **kw)
+
+    monkeypatch.setattr(monitor_mod.Monitor, "step", spy)
+    out = run_tiny_vae(tmp_path, f"data.manifest={manifest}", "run.max_steps=1", "run.log_every=1")
+    row, kw = metrics(out["out_dir"])[1], seen[0]
+    assert kw["flops"] > 0 and row["tokens_per_s"] > 0
+    assert row["mfu"] == pytest.approx(row["samples_per_s"] * kw["flops"] / (kw["samples"] * 1e12), rel=1e-9)
