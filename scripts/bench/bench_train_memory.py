@@ -306,7 +306,7 @@ def print_table(s: dict) -> None:
     for prefix, phase, key, label in rows:
         vals = [s[f"{prefix}1"][0].get(phase, {}).get(key), *[s[f"{prefix}2"][r].get(phase, {}).get(key)
                                                               for r in (0, 1)]]
-        ratio = "-" if None in vals or not vals[0] else f"{max(vals[1:]) / vals[0]:.2f}"
+        ratio = "-" if None in vals or vals[0] < 50 else f"{max(vals[1:]) / vals[0]:.2f}"
         print(f"| {label} | " + " | ".join("-" if v is None else f"{v:.0f}" for v in vals) + f" | {ratio} |")
     state = [s["world1"][0].get("step1", {}).get("resident_after_mib"),
              *[r.get("step1", {}).get("resident_after_mib") for r in s["world2"]]]
