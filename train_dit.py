@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,6 +26,7 @@ from hyvideo.training.builders import build_loader
 from hyvideo.training.checkpointing import Checkpointer, export_dit, find_resume, restore
 from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.conditioning import TextConditioner, build_frozen_vae, encode_latents
+from hyvideo.training.flops import DiTFlops, dit_tokens
 from hyvideo.training.lora import build_lora_dit, export_lora, lora_model_config
 from hyvideo.training.config import DiTTrainConfig, dump_yaml, load_config, to_dict
 from hyvideo.training.meta_init import build_on_meta, init_sharded, load_full_weights, materialize
@@ -152,7 +152,7 @@ def main(argv=None) -> dict:
         model, trained = build_lora_dit(cfg, dit_config, env)
     else:
         model = trained = build_dit(cfg, dit_config, env)
-    num_params = sum(p.numel() for p in model.parameters())  # global counts (DTensor shapes are global)
+    model_flops = DiTFlops.of(model)  # for MFU (DTensor shapes are global)
     guidance_embed = bool(dit_config["guidance_embed"])
     optimizer = build_optimizer(trained.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
@@ -187,12 +187,12 @@ def main(argv=None) -> dict:
 
     # 4. Loop
     monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
-                      use_tqdm=cfg.run.tqdm, flops_per_token=6.0 * num_params, world=env.world)
+                      use_tqdm=cfg.run.tqdm, world=env.world)
     losses: dict[int, float] = {}
     it = iter(loader)
     step = start_step
     while step < cfg.run.max_steps:
-        loss_sum, samples, tokens = torch.zeros((), device=device), 0, 0
+        loss_sum, samples, tokens, flops = torch.zeros((), device=device), 0, 0, 0
         for _ in range(cfg.optim.grad_accum):
             batch = next(it)
             latents, draws, text = make_batch(batch, step, cfg, device=device, text_enc=text_enc, vae=vae,
@@ -206,8 +206,10 @@ def main(argv=None) -> dict:
                                           dit_config.get("i2v_condition_type")) / cfg.optim.grad_accum
             loss.backward()
             loss_sum += loss.detach()
+            img_tokens, txt_tokens = dit_tokens(dit_config, tuple(latents.shape), text["text_mask"])
             samples += latents.shape[0] * env.dp_world
-            tokens += latents.shape[0] * env.dp_world * math.prod(latents.shape[2:]) // 4
+            tokens += latents.shape[0] * env.dp_world * img_tokens
+            flops += model_flops.train_step(latents.shape[0] * env.dp_world, img_tokens, txt_tokens)
         grad_norm = clip_grad_norm(trained, cfg.optim.grad_clip)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -218,7 +220,7 @@ def main(argv=None) -> dict:
         step += 1
         losses[step] = float(mean_over_ranks({"loss": loss_sum}, device)["loss"])
         monitor.step(step, {"loss": losses[step], "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
-                     log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
+                     flops=flops, log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
         if cfg.run.sample_every and step % cfg.run.sample_every == 0 and not dit_config.get("i2v_condition_type"):
             shape = (1, *latents.shape[1:])
             z = sample_latent(model, {k: v[:1] for k, v in text.items()}, shape, cfg, guidance_embed)  # all ranks

@@ -27,6 +27,7 @@ from hyvideo.training.builders import build_loader, check_resolutions
 from hyvideo.training.checkpointing import Checkpointer, export_vae, find_resume, restore
 from hyvideo.training.cli import run_cli, setup_logging
 from hyvideo.training.config import ConfigError, VAETrainConfig, dump_yaml, load_config, to_dict
+from hyvideo.training.flops import MetaFlopCounter
 from hyvideo.training.meta_init import build_on_meta, init_sharded, load_full_weights, materialize
 from hyvideo.training.monitor import Monitor
 from hyvideo.training.objectives import sample_generator
@@ -35,6 +36,7 @@ from hyvideo.training.preflight import preflight_vae
 from hyvideo.training.resume import apply_optim_config, check_resume
 from hyvideo.training.state import EMA, read_weights
 from hyvideo.training.vae_objective import VAEReconstructor, latent_shape_of, posterior_noise, psnr_db
+from hyvideo.vae.autoencoder import AutoencoderKLCausal3D
 from hyvideo.vae.discriminator import PatchDiscriminator3D
 from hyvideo.vae.distribution import DiagonalGaussianDistribution
 from hyvideo.vae.losses import VAELossWeights, discriminator_loss, vae_generator_loss
@@ -98,7 +100,6 @@ def build_models(cfg: VAETrainConfig, vae_config: dict, env):
     """The VAE (in its reconstruction wrapper) and the discriminator, built on ``meta``, activation-checkpointed
     and sharded, then only this rank's shards allocated: the seeded init (identical for any world size) or
     ``model.init_weights`` (rank 0 reads, memory-mapped, and broadcasts); and the frozen LPIPS."""
-    from hyvideo.vae.autoencoder import AutoencoderKLCausal3D  # noqa: PLC0415
     from hyvideo.vae.lpips import LPIPS  # noqa: PLC0415
 
     def vae_factory():
@@ -166,6 +167,9 @@ def main(argv=None) -> dict:
     # 3. Loop over curriculum stages (a new loader each time the stage changes)
     monitor = Monitor(out_dir, cfg.run.max_steps, start_step, enabled=env.is_main, tensorboard=cfg.run.tensorboard,
                       use_tqdm=cfg.run.tqdm, world=env.world)
+    # MFU (GPU): the VAE's forward FLOPs counted once per input shape on a meta copy; D and LPIPS not counted
+    vae_flops = MetaFlopCounter(lambda: VAEReconstructor(AutoencoderKLCausal3D.from_config(vae_config))) \
+        if monitor.peak and env.is_main else None
     losses, psnrs = {}, {}
     step, stage_idx, it, dataset = start_step, None, None, None
     while step < cfg.run.max_steps:
@@ -185,7 +189,7 @@ def main(argv=None) -> dict:
         use_adv = step >= cfg.loss.disc_start
         sums = {k: torch.zeros((), device=device)
                 for k in ("loss", "l1", "mse", "lpips", "kl", "adv", "loss_d", "psnr")}
-        samples = tokens = 0
+        samples = tokens = flops = 0
         pairs = []  # (real, detached fake) per micro-batch, for the D step after all G micro-steps
         for _ in range(cfg.optim.grad_accum):
             batch = next(it)
@@ -209,6 +213,8 @@ def main(argv=None) -> dict:
             sums["psnr"] += psnr_db(recon.detach(), x) / cfg.optim.grad_accum
             samples += x.shape[0] * env.dp_world
             tokens += x.shape[0] * env.dp_world * x.shape[2] * x.shape[3] * x.shape[4]
+            if vae_flops is not None:
+                flops += env.dp_world * vae_flops.train_step(tuple(x.shape), tuple(eps.shape))
         disc_opt.zero_grad(set_to_none=True)  # drop the discriminator gradients of the G loss
         if use_adv:
             for x, fake in pairs:
@@ -230,7 +236,7 @@ def main(argv=None) -> dict:
         scalars = {k: float(v) for k, v in mean_over_ranks(sums, device).items()}
         losses[step], psnrs[step] = scalars["loss"], scalars["psnr"]
         monitor.step(step, {**scalars, "lr": lr, "grad_norm": grad_norm}, samples=samples, tokens=tokens,
-                     log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
+                     flops=flops, log_now=step % cfg.run.log_every == 0 or step == cfg.run.max_steps)
         if cfg.run.sample_every and step % cfg.run.sample_every == 0:
             monitor.video(step, "recon", torch.cat([x[0], recon[0].detach()], dim=-1).float().cpu() / 2 + 0.5)
         stopping = cfg.run.stop_after and step >= cfg.run.stop_after

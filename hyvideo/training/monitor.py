@@ -28,6 +28,11 @@ def peak_flops() -> float | None:
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
+def mfu(flops: float, seconds: float, peak: float, world: int) -> float:
+    """Model FLOPs utilisation: ``flops`` done in ``seconds`` by ``world`` devices of ``peak`` FLOP/s each."""
+    return flops / seconds / (peak * world)
+
+
 class Monitor:
     """Rank-0 logger; :meth:`step` records one optimizer step.
 
@@ -37,18 +42,17 @@ class Monitor:
         start_step: first step (resume).
         enabled: False on ranks other than 0.
         tensorboard, use_tqdm: switches from the run config.
-        flops_per_token: training FLOPs per token (6 * params + attention), for MFU; 0 = skip.
         world: number of ranks (MFU divides by world * peak).
     """
 
     def __init__(self, out_dir: str | Path, total_steps: int, start_step: int, *, enabled: bool,
-                 tensorboard: bool = True, use_tqdm: bool = True, flops_per_token: float = 0.0, world: int = 1):
-        self.enabled, self.flops_per_token, self.world = enabled, flops_per_token, world
+                 tensorboard: bool = True, use_tqdm: bool = True, world: int = 1):
+        self.enabled, self.world = enabled, world
         self.out_dir = Path(out_dir)
         self.writer = None
         self.bar = None
         self._t = time.perf_counter()
-        self._samples = self._tokens = 0
+        self._samples = self._tokens = self._flops = 0
         self.peak = peak_flops()
         if not enabled:
             return
@@ -64,12 +68,17 @@ class Monitor:
         if use_tqdm:
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
 
-    def step(self, step: int, scalars: dict[str, float], *, samples: int, tokens: int,
+    def step(self, step: int, scalars: dict[str, float], *, samples: int, tokens: int, flops: float = 0.0,
              log_now: bool = True) -> dict[str, float]:
         """Record optimizer step ``step``; when ``log_now``, log its scalars plus samples/s, tokens/s and MFU
-        (GPU) averaged since the previous logged step."""
+        averaged since the previous logged step.
+
+        ``samples``, ``tokens``, ``flops``: this step's totals over all ranks (``flops``: model FLOPs of the
+        step, e.g. :meth:`hyvideo.training.flops.DiTFlops.train_step`; 0 = no MFU). MFU = flops / s / (world x
+        the GPU's dense bf16 peak), logged on known CUDA GPUs only (:func:`peak_flops`)."""
         self._samples += samples
         self._tokens += tokens
+        self._flops += flops
         if self.bar is not None and self.enabled:
             self.bar.update(1)
         if not log_now:
@@ -79,9 +88,9 @@ class Monitor:
         scalars = dict(scalars)
         scalars["samples_per_s"] = self._samples / dt
         scalars["tokens_per_s"] = self._tokens / dt
-        if self.peak and self.flops_per_token:
-            scalars["mfu"] = self._tokens * self.flops_per_token / dt / (self.peak * self.world)
-        self._samples = self._tokens = 0
+        if self.peak and self._flops:
+            scalars["mfu"] = mfu(self._flops, dt, self.peak, self.world)
+        self._samples = self._tokens = self._flops = 0
         if not self.enabled:
             return scalars
         if self.writer is not None:

@@ -6,7 +6,9 @@ size 1 and 2 (torchrun, CPU, gloo), for the meta-device start-up and the single-
 
 Each rank samples its own ``/proc/self/status`` every millisecond in a thread and reports, per phase, the peak
 anonymous RSS (process memory; file-backed pages of memory-mapped weight files are page cache and reported
-apart as RssFile) above the phase's start, and the resident anonymous memory after the phase:
+apart as RssFile) above the phase's start, and the resident anonymous memory after the phase; plus the kernel's
+whole-process peak RSS ``VmHWM`` (reset at each phase's start through ``/proc/self/clear_refs``), which no sampling
+can miss:
 
 - ``build``: DiT on meta -> FSDP2 -> ``to_empty`` -> seeded init (``eager``: the earlier start-up, the full
   fp32 DiT built and initialised on every rank, then sharded; a separate process);
@@ -57,7 +59,22 @@ class PeakRSS:
             self.peak_anon, self.peak_file = max(self.peak_anon, anon), max(self.peak_file, file)
             time.sleep(self.interval)
 
+    @staticmethod
+    def reset_hwm() -> bool:
+        """Reset the kernel's peak-RSS mark ``VmHWM`` (``/proc/self/clear_refs`` = 5, Linux >= 4.0)."""
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def hwm() -> int:
+        """The kernel's peak RSS (anonymous + file-backed, bytes) since the last :meth:`reset_hwm`."""
+        return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+
     def __enter__(self):
+        self.hwm_ok = self.reset_hwm()
         self.start_anon, self.start_file = self.read()
         self.peak_anon, self.peak_file = self.start_anon, self.start_file
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -69,6 +86,7 @@ class PeakRSS:
         self._thread.join()
         anon, file = self.read()
         self.peak_anon, self.peak_file = max(self.peak_anon, anon), max(self.peak_file, file)
+        self.peak_rss = self.hwm() if self.hwm_ok else None  # exact, unlike the sampled peaks
         _malloc_trim()  # resident = live memory, not heap that glibc keeps after frees
         self.end_anon = self.read()[0]
 
@@ -77,7 +95,8 @@ class PeakRSS:
         return {"peak_anon_increase_mib": (self.peak_anon - self.start_anon) / MiB,
                 "peak_anon_above_baseline_mib": (self.peak_anon - baseline) / MiB,
                 "resident_after_mib": (self.end_anon - baseline) / MiB,
-                "peak_file_mib": self.peak_file / MiB}
+                "peak_file_mib": self.peak_file / MiB,
+                "peak_rss_kernel_mib": None if self.peak_rss is None else self.peak_rss / MiB}
 
 
 def _malloc_trim() -> None:
@@ -262,10 +281,13 @@ def main(argv=None) -> dict:
 
 
 def print_table(s: dict) -> None:
+    """The per-rank table with the ratio (largest world-2 rank) / (world 1) per row, and the issue-21 check:
+    the parameter + optimizer (+ EMA) state resident after step 1 at world 2 is at most 0.6x world 1's."""
     print(f"DiT {s['params'] / 1e6:.1f}M parameters = {s['fp32_mib']:.0f} MiB fp32 (CPU, gloo, torchrun; "
-          f"MiB of anonymous RSS above each rank's baseline after a warm-up step)")
-    print("| phase | world 1: rank 0 | world 2: rank 0 | world 2: rank 1 |")
-    print("|---|---|---|---|")
+          f"MiB of anonymous RSS above each rank's baseline after a warm-up step; baseline "
+          f"{s['world1'][0]['baseline_mib']:.0f} MiB)")
+    print("| phase | world 1: rank 0 | world 2: rank 0 | world 2: rank 1 | world 2 / world 1 |")
+    print("|---|---|---|---|---|")
     rows = [("eager_world", "build", "peak_anon_above_baseline_mib", "start-up peak, earlier path (full fp32 model "
              "on every rank, then sharded)"),
             ("world", "build", "peak_anon_above_baseline_mib", "start-up peak, meta path (meta -> shard -> "
@@ -275,11 +297,24 @@ def print_table(s: dict) -> None:
             ("world", "dcp_save", "peak_anon_increase_mib", "checkpoint write, DCP (each rank its shards)"),
             ("world", "full_save", "peak_anon_increase_mib", "checkpoint write, single file (gather on rank 0)"),
             ("world", "load", "peak_anon_increase_mib", "released-layout fp32 file load (rank 0 maps, broadcast)"),
-            ("world", "load", "peak_file_mib", "  same, peak file-backed RSS (mapped file + libraries)")]
+            ("world", "load", "peak_file_mib", "  same, peak file-backed RSS (mapped file + libraries)"),
+            ("eager_world", "build", "peak_rss_kernel_mib", "whole-process peak RSS (kernel VmHWM): start-up, earlier "
+             "path"),
+            ("world", "build", "peak_rss_kernel_mib", "  same: start-up, meta path"),
+            ("world", "dcp_save", "peak_rss_kernel_mib", "  same: DCP checkpoint write"),
+            ("world", "full_save", "peak_rss_kernel_mib", "  same: single-file checkpoint write")]
     for prefix, phase, key, label in rows:
         vals = [s[f"{prefix}1"][0].get(phase, {}).get(key), *[s[f"{prefix}2"][r].get(phase, {}).get(key)
                                                               for r in (0, 1)]]
-        print(f"| {label} | " + " | ".join("-" if v is None else f"{v:.0f}" for v in vals) + " |")
+        ratio = "-" if None in vals or vals[0] < 50 else f"{max(vals[1:]) / vals[0]:.2f}"
+        print(f"| {label} | " + " | ".join("-" if v is None else f"{v:.0f}" for v in vals) + f" | {ratio} |")
+    state = [s["world1"][0].get("step1", {}).get("resident_after_mib"),
+             *[r.get("step1", {}).get("resident_after_mib") for r in s["world2"]]]
+    if None not in state:
+        ratio = max(state[1:]) / state[0]
+        print(f"parameter + optimizer + EMA state per rank, world 2 / world 1: {ratio:.2f} "
+              f"({'within' if ratio <= 0.6 else 'ABOVE'} the 0.6 target)")
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -190,3 +190,31 @@ def test_changed_hyper_parameters_on_resume_are_logged_and_the_config_wins(tmp_p
     assert "optim.lr changed since step_00000002: 0.001 -> 0.0005 (the new value is used)" in caplog.text
     assert "optim.betas changed" in caplog.text
     assert metrics(tmp_path)[3]["lr"] == pytest.approx(5e-4)  # not the checkpoint's 1e-3
+
+
+def test_sample_video_loads_the_export_of_a_dcp_checkpoint(tmp_path, latent_cache, tiny_ckpts, monkeypatch):
+    """``python -m hyvideo.training.export`` from a checkpoint folder, then ``sample_video.py --dit-weight`` with
+    it: the DiT the sampler builds holds exactly the checkpoint's EMA weights, and a video is written."""
+    import sample_video
+    from hyvideo.checkpoint import loader
+    from hyvideo.training.export import main as export_main
+
+    _run(tmp_path, f"data.latent_cache={latent_cache}", "run.max_steps=3", "run.stop_after=2")  # no final export
+    assert not (tmp_path / "export").exists()
+    pt = export_main(["--checkpoint", str(tmp_path / "checkpoints" / "step_00000002"), "--out", str(tmp_path / "x")])
+    built = []
+    real = loader.load_dit
+
+    def spy(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(loader, "load_dit", spy)
+    rc = sample_video.main(["--model-base", str(tiny_ckpts), "--dit-weight", str(pt), "--load-key", "ema",
+                            "--precision", "fp32", "--prompt", "A cat walks on the grass.", "--video-size", "32",
+                            "32", "--video-length", "5", "--infer-steps", "1", "--seed", "0",
+                            "--save-path", str(tmp_path / "videos")])
+    assert rc in (0, None) and len(list((tmp_path / "videos").glob("*.mp4"))) == 1
+    ema = torch.load(pt, weights_only=True)["ema"]
+    assert ema.keys() == built[0].state_dict().keys()
+    assert all(torch.equal(built[0].state_dict()[k], v) for k, v in ema.items())
