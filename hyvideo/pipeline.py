@@ -280,7 +280,9 @@ class HunyuanVideoPipeline:
                              f"{tuple(noise.shape[1:])}: pass {latent_shape(1, height, width, 1)[3] * 8}x"
                              f"{latent_shape(1, height, width, 1)[4] * 8} px frames, as many as --video-length")
         sigmas = i2v.strength_sigmas(sigmas, strength)
-        start = add_noise(z0, noise, sigmas[0])
+        # contiguous: z0 comes out of the VAE encoder in another memory layout, which the sum inherits, and the
+        # decoder's convolutions then round differently (5e-5): strength 1 must equal text-to-video bit for bit
+        start = add_noise(z0, noise, sigmas[0]).contiguous()
         if fix_first_frame:
             first, first_noise = z0[:, :, :1], noise[:, :, :1]
             velocity = lambda v: i2v.pinned_velocity(v, first, first_noise)  # noqa: E731
