@@ -113,13 +113,15 @@ class HunyuanVideoPipeline:
     def encode_text(self, prompts: list[str], video_length: int, images: list | None = None):
         """LLM states ``[B, L_txt, D_txt]``, mask ``[B, L_txt]`` and CLIP pooled ``[B, D_2]``.
 
-        ``images`` (one RGB PIL image per prompt) go with the prompts through the LLaVA encoder of an I2V pipeline.
+        ``images`` (one RGB PIL image per prompt) go with the prompts through the LLaVA encoder of an I2V pipeline;
+        a text-only encoder (an I2V DiT trained on text-only states, e.g. the nano one) reads the prompts alone.
         """
         from hyvideo.text.encoders import encode_prompts  # noqa: PLC0415
+        from hyvideo.text.llava_i2v import LlavaI2VTextEncoder  # noqa: PLC0415
 
         off = "text" in self.offload
         with placed(self.text_encoder, self.device, off), placed(self.text_encoder_2, self.device, off):
-            if images is None:
+            if images is None or not isinstance(self.text_encoder, LlavaI2VTextEncoder):
                 emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length)
                 return emb.states, emb.mask, emb.pooled
             states, mask = self.text_encoder(prompts, images, allow_empty=True)
