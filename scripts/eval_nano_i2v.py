@@ -101,6 +101,15 @@ def _max_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float(gap.max())
 
 
+def _motion_by_type(rows: list[dict]) -> dict[str, str]:
+    """``{motion: "correct/total"}`` over the per-clip records (the prompted motion is ``truth[2]``)."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        n = out.setdefault(r["truth"][2], [0, 0])
+        n[0], n[1] = n[0] + bool(r["motion_ok"]), n[1] + 1
+    return {k: f"{a}/{b}" for k, (a, b) in out.items()}
+
+
 def i2v_section(pipe, prompts, seeds, triples, real, s, log) -> tuple[dict, list[dict]]:
     """Image-to-video figures (module docstring) and per-clip records."""
     from PIL import Image  # noqa: PLC0415
@@ -122,6 +131,8 @@ def i2v_section(pipe, prompts, seeds, triples, real, s, log) -> tuple[dict, list
                      "colour_kept": row["detected"][0] == ref_colour})
     out = {"first_frame_psnr": float(np.mean(first)), "vae_psnr": float(np.mean(vae)),
            "psnr_gap": float(np.mean(first) - np.mean(vae)), "psnr_gap_max": _max_gap(first, vae),
+           "psnr_within_1db": int(sum(_max_gap(first[i: i + 1], vae[i: i + 1]) <= 1.0 for i in range(len(first)))),
+           "motion_by_type": _motion_by_type(rows),
            "colour_kept": 100.0 * np.mean([r["colour_kept"] for r in rows]),
            **{k: v for k, v in scores.items() if k in ("colour_acc", "shape_acc", "motion_acc", "found")}}
     return out, rows
@@ -136,17 +147,24 @@ def v2v_section(pipe, prompts, seeds, real, s, batch: int, log) -> tuple[dict, l
 
     video = torch.from_numpy(real).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)  # [N, 3, T, H, W] in [-1, 1]
     low = ev.sample_clips(pipe, prompts, seeds, s, progress=log, per_clip={"video": video}, strength=V2V_STRENGTH)
+    with torch.no_grad():  # the VAE round trip of the input: what any latent-space edit starts from
+        trip = np.concatenate([ev.to_clips(pipe.decode(pipe.encode_latents(video[i: i + s.batch_size], False), False))
+                               for i in range(0, len(video), s.batch_size)])
     rows = []
     for i in range(len(low)):
-        got, want = detect(low[i]).colour, detect(real[i]).colour
+        got, want, rt = detect(low[i]).colour, detect(real[i]).colour, detect(trip[i]).colour
         rows.append({"prompt": prompts[i], "seed": seeds[i], "detected_colour": got, "input_colour": want,
-                     "colour_kept": got == want, "centroid_shift_px": centroid_shift_px(real[i], low[i])})
+                     "colour_kept": got == want, "centroid_shift_px": centroid_shift_px(real[i], low[i]),
+                     "vae_colour": rt, "vae_colour_kept": rt == want,
+                     "vae_shift_px": centroid_shift_px(real[i], trip[i])})
     n = min(batch, len(prompts))
     full = ev.sample_videos(pipe, prompts[:n], seeds[:n], s, per_clip={"video": video[:n]}, strength=1.0)
     t2v = ev.sample_videos(pipe, prompts[:n], seeds[:n], s)
     shifts = np.array([r["centroid_shift_px"] for r in rows])
     out = {"v2v_clips": len(rows), "v2v_colour_kept": 100.0 * np.mean([r["colour_kept"] for r in rows]),
            "v2v_shift_px": float(np.nanmean(shifts)), "v2v_shift_px_max": float(np.nanmax(shifts)),
+           "vae_colour_kept": 100.0 * np.mean([r["vae_colour_kept"] for r in rows]),
+           "vae_shift_px": float(np.nanmean([r["vae_shift_px"] for r in rows])),
            "v2v_t2v_clips": n, "v2v_t2v_max_abs": float((full - t2v).abs().max())}
     return out, rows
 
@@ -158,15 +176,18 @@ def table(summary: dict, settings) -> str:
     gap = f"gap {s['psnr_gap']:+.3f} dB, per image <= {s['psnr_gap_max']:.3f} dB"
     rows = [
         ("I2V first frame vs input image, PSNR", f"{s['first_frame_psnr']:.2f} dB",
-         f"VAE reconstruction {s['vae_psnr']:.2f} dB ({gap})"),
+         f"VAE reconstruction {s['vae_psnr']:.2f} dB ({gap}; {s['psnr_within_1db']} of {s['clips']} within 1 dB)"),
         ("I2V detector: colour / shape / motion", acc(s["colour_acc"], s["shape_acc"], s["motion_acc"]),
          f"found {s['found']:.1f} %; colour kept vs the input clip {s['colour_kept']:.1f} %"),
         ("rendered clips (detector ceiling)",
          acc(s["rendered_colour_acc"], s["rendered_shape_acc"], s["rendered_motion_acc"]), "same triples and seeds"),
-        (f"V2V strength {V2V_STRENGTH}: colour kept", f"{s['v2v_colour_kept']:.1f} %", f"{s['v2v_clips']} clips"),
+        (f"V2V strength {V2V_STRENGTH}: colour kept", f"{s['v2v_colour_kept']:.1f} %",
+         f"{s['v2v_clips']} clips; the VAE round trip of the input alone: {s['vae_colour_kept']:.1f} %"),
         (f"V2V strength {V2V_STRENGTH}: centroid shift", f"{s['v2v_shift_px']:.2f} px",
-         f"max {s['v2v_shift_px_max']:.2f} px ({settings.width} px frames)"),
-        ("V2V strength 1.0 vs T2V, same noise", f"{s['v2v_t2v_max_abs']:.3g}", f"max |diff|, {s['v2v_t2v_clips']} clips"),
+         f"max {s['v2v_shift_px_max']:.2f} px ({settings.width} px frames); "
+         f"VAE round trip {s['vae_shift_px']:.2f} px"),
+        ("V2V strength 1.0 vs T2V, same noise", f"{s['v2v_t2v_max_abs']:.3g}",
+         f"max |diff|, {s['v2v_t2v_clips']} clips"),
     ]
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     head = f"{s['clips']} clips ({s['triples']} held-out triples x seeds {s['seeds']}), {settings.infer_steps} steps"
