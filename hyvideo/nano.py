@@ -22,7 +22,8 @@ CARD_FILE = "nano.json"
 # sample_video.py flags (argparse dests) that the card's "sampling" section may set, and the card's keys.
 CARD_FLAGS = {"video_size": "video_size", "video_length": "video_length", "infer_steps": "infer_steps",
               "flow_shift": "flow_shift", "cfg_scale": "cfg_scale", "embedded_cfg_scale": "embedded_cfg_scale",
-              "neg_prompt": "negative_prompt", "text_len": "text_len", "fps": "fps"}
+              "neg_prompt": "negative_prompt", "text_len": "text_len", "fps": "fps",
+              "i2v_resolution": "i2v_resolution"}  # the I2V bucket family (nano I2V tree: 64p)
 
 
 def read_card(tree: str | os.PathLike) -> dict | None:

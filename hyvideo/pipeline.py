@@ -113,13 +113,15 @@ class HunyuanVideoPipeline:
     def encode_text(self, prompts: list[str], video_length: int, images: list | None = None):
         """LLM states ``[B, L_txt, D_txt]``, mask ``[B, L_txt]`` and CLIP pooled ``[B, D_2]``.
 
-        ``images`` (one RGB PIL image per prompt) go with the prompts through the LLaVA encoder of an I2V pipeline.
+        ``images`` (one RGB PIL image per prompt) go with the prompts through the LLaVA encoder of an I2V pipeline;
+        a text-only encoder (an I2V DiT trained on text-only states, e.g. the nano one) reads the prompts alone.
         """
         from hyvideo.text.encoders import encode_prompts  # noqa: PLC0415
+        from hyvideo.text.llava_i2v import LlavaI2VTextEncoder  # noqa: PLC0415
 
         off = "text" in self.offload
         with placed(self.text_encoder, self.device, off), placed(self.text_encoder_2, self.device, off):
-            if images is None:
+            if images is None or not isinstance(self.text_encoder, LlavaI2VTextEncoder):
                 emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length)
                 return emb.states, emb.mask, emb.pooled
             states, mask = self.text_encoder(prompts, images, allow_empty=True)
@@ -280,7 +282,9 @@ class HunyuanVideoPipeline:
                              f"{tuple(noise.shape[1:])}: pass {latent_shape(1, height, width, 1)[3] * 8}x"
                              f"{latent_shape(1, height, width, 1)[4] * 8} px frames, as many as --video-length")
         sigmas = i2v.strength_sigmas(sigmas, strength)
-        start = add_noise(z0, noise, sigmas[0])
+        # contiguous: z0 comes out of the VAE encoder in another memory layout, which the sum inherits, and the
+        # decoder's convolutions then round differently (5e-5): strength 1 must equal text-to-video bit for bit
+        start = add_noise(z0, noise, sigmas[0]).contiguous()
         if fix_first_frame:
             first, first_noise = z0[:, :, :1], noise[:, :, :1]
             velocity = lambda v: i2v.pinned_velocity(v, first, first_noise)  # noqa: E731

@@ -86,9 +86,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Recipe:
-    """Runs the stages in order, records their times and losses in ``OUT/progress.json``."""
+    """Runs the stages in order, records their times and losses in ``OUT/progress.json``.
 
-    def __init__(self, args: argparse.Namespace):
+    ``stages`` maps each stage name, in order, to ``(done(recipe) -> bool, run(recipe) -> summary dict)``
+    (default: this script's :data:`STAGE_FUNCS`; ``scripts/train_nano_i2v.py`` passes its own)."""
+
+    def __init__(self, args: argparse.Namespace, stages: dict | None = None):
+        self.stages = STAGE_FUNCS if stages is None else stages
         self.args, self.out = args, Path(args.out).resolve()
         self.logs = self.out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -151,26 +155,27 @@ class Recipe:
         signal.signal(signal.SIGTERM, self.stop_child)
         signal.signal(signal.SIGINT, self.stop_child)
         total = time.perf_counter()
-        for i, name in enumerate(STAGES, 1):
+        n = len(self.stages)
+        for i, (name, (done, run)) in enumerate(self.stages.items(), 1):
             entry = self.progress.setdefault(name, {"seconds": 0.0, "done": False})
-            if entry["done"] and STAGE_FUNCS[name][0](self):
-                print(f"[{i:2d}/{len(STAGES)}] {name:8s} done earlier ({entry['seconds']:.0f} s): "
+            if entry["done"] and done(self):
+                print(f"[{i:2d}/{n}] {name:8s} done earlier ({entry['seconds']:.0f} s): "
                       f"{entry.get('summary_line', '')}", flush=True)
                 continue
             if entry["seconds"]:
-                print(f"[{i:2d}/{len(STAGES)}] {name:8s} resuming ...", flush=True)
+                print(f"[{i:2d}/{n}] {name:8s} resuming ...", flush=True)
             self.timing = (entry, entry["seconds"], time.perf_counter())
             try:
-                summary = STAGE_FUNCS[name][1](self)
+                summary = run(self)
             finally:
                 self.tick()
             entry.update(done=True, summary=summary, summary_line=summary.pop("line", ""))
             self.save_progress()
-            print(f"[{i:2d}/{len(STAGES)}] {name:8s} {entry['seconds']:7.0f} s  {entry['summary_line']}", flush=True)
-        wall = sum(self.progress[s]["seconds"] for s in STAGES)
-        print(f"hyvideo-nano trained in {wall:.0f} s of stage time ({time.perf_counter() - total:.0f} s this run); "
+            print(f"[{i:2d}/{n}] {name:8s} {entry['seconds']:7.0f} s  {entry['summary_line']}", flush=True)
+        wall = sum(self.progress[s]["seconds"] for s in self.stages)
+        print(f"trained in {wall:.0f} s of stage time ({time.perf_counter() - total:.0f} s this run); "
               f"tree: {self.out / 'tree'}")
-        if self.args.ship:
+        if getattr(self.args, "ship", False):
             dest = ROOT / "hyvideo" / "assets" / "nano"
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(self.out / "tree", dest)

@@ -6,7 +6,9 @@ Every weight file goes through :mod:`hyvideo.checkpoint.io` (``read_state_dict``
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -25,6 +27,17 @@ OFFLOAD_MODES = {
 }
 
 
+def has_vision_tower(text_encoder: str | os.PathLike) -> bool:
+    """Whether the text encoder folder (or the ``text_encoder_i2v/`` under a root) is a LLaVA with a vision tower
+    (``vision_config`` in its ``config.json``); False for a text-only LLM or a folder without ``config.json``
+    (the LLaVA loader then names what is missing)."""
+    folder = Path(text_encoder)
+    for cfg in (folder / "text_encoder_i2v" / "config.json", folder / "config.json"):
+        if cfg.is_file():
+            return "vision_config" in json.loads(cfg.read_text())
+    return True
+
+
 def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLike | None = None,
                   model: str = "HYVideo-T/2-cfgdistill", load_key: str = "module",
                   dit_dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float16,
@@ -35,7 +48,9 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
 
     An image-to-video DiT (``i2v_condition_type`` set) gets the LLaVA text encoder of HunyuanVideo-I2V
     (``text_encoder_i2v/`` or the diffusers tree's LLaVA ``text_encoder/``) with the released image-embedding
-    interleave of its condition type.
+    interleave of its condition type. When that folder holds a text-only LLM (no ``vision_config``: the nano I2V
+    tree, or any I2V DiT fine-tuned by ``train_dit.py``, whose text states come from the text-only encoder), the
+    prompt is encoded as for text-to-video and the image conditions the DiT through its latent only (logged).
 
     Args:
         model_base: official ``ckpts/`` root or diffusers folder (:func:`hyvideo.checkpoint.io.resolve_model_paths`).
@@ -70,7 +85,10 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
                    fp8=fp8)
     vae = load_vae(paths.vae, dtype=vae_dtype, device=homes.get("vae", device))
     text_home = homes.get("text", device)
-    if dit.i2v_condition_type is None:
+    if dit.i2v_condition_type is None or not has_vision_tower(paths.text_encoder):
+        if dit.i2v_condition_type is not None:
+            log(f"text encoder {paths.text_encoder} is text-only (no vision tower): the prompt is read without the "
+                f"image, which conditions the DiT through its latent only (how train_dit.py trains I2V DiTs)")
         llm = load_llm_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home,
                                     **({} if text_len is None else {"text_len": text_len}))
     else:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hyvideo.checkpoint.io import dit_config_for, load_dit, load_vae, resolve_model_paths
-from hyvideo.checkpoint.loader import load_pipeline
+from hyvideo.checkpoint.loader import has_vision_tower, load_pipeline
 
 FP32 = dict(dit_dtype=torch.float32, vae_dtype=torch.float32, text_dtype=torch.float32, log=lambda *a: None)
 
@@ -18,6 +18,7 @@ def test_official_and_diffusers_i2v_trees_load_the_same_models(tiny_i2v_tree, co
     a = resolve_model_paths(tiny_i2v_tree(condition_type), i2v=True)
     b = resolve_model_paths(tiny_i2v_tree(condition_type, "diffusers"), i2v=True)
     assert "hunyuan-video-i2v-720p" in str(a.dit) and a.text_encoder.name == "text_encoder_i2v"
+    assert has_vision_tower(a.text_encoder) and has_vision_tower(b.text_encoder)  # the LLaVA reads the image
     for x, y in [(load_dit(a.dit), load_dit(b.dit)), (load_vae(a.vae), load_vae(b.vae))]:
         sx, sy = x.state_dict(), y.state_dict()
         assert sx.keys() == sy.keys() and all(torch.equal(sx[k], sy[k]) for k in sx)

@@ -67,6 +67,11 @@ def test_video_to_video_strength_one_is_text_to_video_and_first_frame_pins(tiny_
     t2v = pipe([PROMPT], latents=noise.clone(), **kw)
     v2v = pipe([PROMPT], latents=noise.clone(), video=clip, strength=1.0, **kw)
     assert torch.equal(v2v, t2v)
+    # decoded frames too, for a batch of clips read as [B, T, H, W, 3] (the encoder then returns channels-last
+    # latents, on which the decoder's convolutions round differently unless the start latent is made contiguous)
+    frames = {**kw, "output_type": "video", "seeds": [5, 6]}
+    clips = (torch.rand(2, T, H, W, 3) * 2 - 1).permute(0, 4, 1, 2, 3)
+    assert torch.equal(pipe([PROMPT] * 2, video=clips, strength=1.0, **frames), pipe([PROMPT] * 2, **frames))
     with torch.no_grad():
         z0 = pipe.encode_latents(clip, vae_tiling=False)
     low = pipe([PROMPT], latents=noise.clone(), video=clip, strength=0.5, **kw)

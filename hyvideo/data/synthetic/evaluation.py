@@ -56,8 +56,10 @@ class SampleSettings:
         return cls(**base)
 
 
-def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module", text_len: int | None = None):
-    """The float32 CPU pipeline of a model tree (accelerated paths applied), quietly.
+def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module", text_len: int | None = None,
+                       i2v: bool = False):
+    """The float32 CPU pipeline of a model tree (accelerated paths applied), quietly; ``i2v`` loads the tree's
+    image-to-video DiT (``hunyuan-video-i2v-720p/``).
 
     Raises:
         FileNotFoundError, WeightLoadError, ValueError: see :func:`hyvideo.checkpoint.loader.load_pipeline`.
@@ -67,27 +69,45 @@ def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module",
 
     pipe = load_pipeline(model_base, dit_weight=dit_weight, load_key=load_key, dit_dtype=torch.float32,
                          vae_dtype=torch.float32, text_dtype=torch.float32, device="cpu", text_len=text_len,
-                         log=lambda *_: None)
+                         i2v=i2v, log=lambda *_: None)
     accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(device="cpu"))
     return pipe
 
 
-def sample_clips(pipe, prompts: list[str], seeds: list[int], s: SampleSettings, progress=None) -> np.ndarray:
+def sample_videos(pipe, prompts: list[str], seeds: list[int], s: SampleSettings, progress=None,
+                  per_clip: dict | None = None, **fixed) -> torch.Tensor:
     """Sample one video per (prompt, seed) in batches of ``s.batch_size``.
 
+    Args:
+        per_clip: pipeline arguments with one entry per clip, sliced with the batch (``image``: N PIL images,
+            ``video``: ``[N, 3, T, H, W]`` in [-1, 1]).
+        fixed: pipeline arguments for every batch (e.g. ``strength``).
+
     Returns:
-        ``[N, T, H, W, 3]`` uint8 RGB.
+        ``[N, 3, T, H, W]`` float32 in [0, 1] (what the pipeline returns).
     """
     out = []
     for i in range(0, len(prompts), s.batch_size):
-        video = pipe(prompts[i: i + s.batch_size], height=s.height, width=s.width, video_length=s.video_length,
-                     seeds=seeds[i: i + s.batch_size], infer_steps=s.infer_steps, flow_shift=s.flow_shift,
-                     embedded_guidance_scale=None, cfg_scale=s.cfg_scale, negative_prompt=s.negative_prompt,
-                     vae_tiling=False, progress=False)
-        out.append((video.permute(0, 2, 3, 4, 1) * 255).round().to(torch.uint8).numpy())
+        sl = slice(i, i + s.batch_size)
+        extra = {k: v[sl] for k, v in (per_clip or {}).items()}
+        out.append(pipe(prompts[sl], height=s.height, width=s.width, video_length=s.video_length, seeds=seeds[sl],
+                        infer_steps=s.infer_steps, flow_shift=s.flow_shift, embedded_guidance_scale=None,
+                        cfg_scale=s.cfg_scale, negative_prompt=s.negative_prompt, vae_tiling=False, progress=False,
+                        **extra, **fixed))
         if progress is not None:
             progress(min(i + s.batch_size, len(prompts)))
-    return np.concatenate(out)
+    return torch.cat(out)
+
+
+def to_clips(videos: torch.Tensor) -> np.ndarray:
+    """``[N, 3, T, H, W]`` float in [0, 1] -> ``[N, T, H, W, 3]`` uint8 RGB (rounded)."""
+    return (videos.permute(0, 2, 3, 4, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def sample_clips(pipe, prompts: list[str], seeds: list[int], s: SampleSettings, progress=None,
+                 per_clip: dict | None = None, **fixed) -> np.ndarray:
+    """:func:`sample_videos` as ``[N, T, H, W, 3]`` uint8 RGB."""
+    return to_clips(sample_videos(pipe, prompts, seeds, s, progress, per_clip, **fixed))
 
 
 def interpolation_smoothness(clip: np.ndarray) -> float:
@@ -177,6 +197,6 @@ def summary_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SampleSettings", "load_eval_pipeline", "sample_clips", "score_clips", "render_reference",
+__all__ = ["SampleSettings", "load_eval_pipeline", "sample_videos", "sample_clips", "to_clips", "score_clips", "render_reference",
            "frame_features", "frechet_distance", "interpolation_smoothness", "centroid_acceleration",
            "summary_table", "asdict"]

@@ -10,6 +10,12 @@ Layout written by :func:`assemble_tree` (what :func:`hyvideo.checkpoint.io.resol
     TREE/nano.json                                                                 vocabulary, trained sizes, settings
     TREE/metadata.json                                                             sizes / defaults for the web UI
     TREE/README.md                                                                 the model card (written after eval)
+
+``scripts/train_nano_i2v.py`` adds the image-to-video DiT beside it (the official HunyuanVideo-I2V folders)::
+
+    TREE/hunyuan-video-i2v-720p/transformers/{mp_rank_00_model_states.safetensors, config.json}  token replace
+    TREE/hunyuan-video-i2v-720p/vae/                                               the same VAE
+    TREE/text_encoder_i2v/                                                         the text-only nano Llama
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ def _save_safetensors(sd: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_dit(tree: Path, dit_export: Path, load_key: str = "ema") -> Path:
-    """The exported DiT (``train_dit.py``'s ``export/dit.pt`` + ``config.json``) as the tree's safetensors."""
+def write_dit(tree: Path, dit_export: Path, load_key: str = "ema", subdir: Path = OFFICIAL_DIT_SUBDIR) -> Path:
+    """The exported DiT (``train_dit.py``'s ``export/dit.pt`` + ``config.json``) as the tree's safetensors, in
+    ``subdir`` (the text-to-video folder; ``hunyuan-video-i2v-720p/transformers`` for an I2V DiT)."""
     sd = read_state_dict(dit_export)
     sd = sd.get(load_key) or sd["module"]
-    folder = tree / OFFICIAL_DIT_SUBDIR
+    folder = tree / subdir
     _save_safetensors(sd, folder / OFFICIAL_DIT_SAFETENSORS)
     (folder / "config.json").write_text((dit_export.parent / "config.json").read_text())
     return folder
