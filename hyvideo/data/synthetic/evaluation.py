@@ -151,12 +151,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def score_clips(clips: np.ndarray, triples: list[tuple[str, str, str]], palette: dict | None = None) -> dict:
     """Detector accuracy per attribute (%), found rate (%), and the two smoothness figures (means), plus the
-    per-clip records under ``"clips"``. ``palette`` (colour word -> RGB 0-255; default the data set config's)
-    is what the detector classifies colours against (:func:`~hyvideo.data.synthetic.detect.detect`)."""
+    per-clip records under ``"clips"`` (with the detector's measurements, ``stats``: hue in degrees, saturation,
+    travel, ...). ``palette`` (colour word -> RGB 0-255; default the data set config's) is what the detector
+    classifies colours against (:func:`~hyvideo.data.synthetic.detect.detect`)."""
     rows = []
     for clip, truth in zip(clips, triples):
         d = detect(clip, palette)
-        row = {"truth": list(truth), "detected": list(d.as_triple()), "found": d.found,
+        row = {"truth": list(truth), "detected": list(d.as_triple()), "found": d.found, "stats": d.stats,
                "smoothness": interpolation_smoothness(clip), "centroid_accel": centroid_acceleration(clip)}
         row.update({f"{a}_ok": got == want for a, got, want in zip(ATTRIBUTES, d.as_triple(), truth)})
         rows.append(row)
