@@ -57,12 +57,17 @@ class SampleSettings:
 
 
 def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module", text_len: int | None = None,
-                       i2v: bool = False):
+                       i2v: bool = False, loras: tuple = ()):
     """The float32 CPU pipeline of a model tree (accelerated paths applied), quietly; ``i2v`` loads the tree's
     image-to-video DiT (``hunyuan-video-i2v-720p/``).
 
+    Args:
+        loras: ``(path, scale)`` LoRA files (:func:`hyvideo.lora.load_lora_weights`, any key style) applied to the
+            DiT and fused before the accelerated paths, as ``sample_video.py --lora-path --lora-fuse`` does.
+
     Raises:
-        FileNotFoundError, WeightLoadError, ValueError: see :func:`hyvideo.checkpoint.loader.load_pipeline`.
+        FileNotFoundError, WeightLoadError, ValueError: see :func:`hyvideo.checkpoint.loader.load_pipeline`;
+            ``hyvideo.lora.LoraFormatError`` (a ValueError): a LoRA of another model or of an unknown key style.
     """
     from hyvideo import accel  # noqa: PLC0415
     from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
@@ -70,6 +75,12 @@ def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module",
     pipe = load_pipeline(model_base, dit_weight=dit_weight, load_key=load_key, dit_dtype=torch.float32,
                          vae_dtype=torch.float32, text_dtype=torch.float32, device="cpu", text_len=text_len,
                          i2v=i2v, log=lambda *_: None)
+    if loras:
+        from hyvideo import lora  # noqa: PLC0415
+
+        for path, scale in loras:
+            lora.load_lora_weights(pipe.dit, path, scale=scale)
+        lora.fuse_lora(pipe.dit)
     accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(device="cpu"))
     return pipe
 
@@ -157,13 +168,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
 
 
-def score_clips(clips: np.ndarray, triples: list[tuple[str, str, str]]) -> dict:
+def score_clips(clips: np.ndarray, triples: list[tuple[str, str, str]], palette: dict | None = None) -> dict:
     """Detector accuracy per attribute (%), found rate (%), and the two smoothness figures (means), plus the
-    per-clip records under ``"clips"``."""
+    per-clip records under ``"clips"`` (with the detector's measurements, ``stats``: hue in degrees, saturation,
+    travel, ...). ``palette`` (colour word -> RGB 0-255; default the data set config's) is what the detector
+    classifies colours against (:func:`~hyvideo.data.synthetic.detect.detect`)."""
     rows = []
     for clip, truth in zip(clips, triples):
-        d = detect(clip)
-        row = {"truth": list(truth), "detected": list(d.as_triple()), "found": d.found,
+        d = detect(clip, palette)
+        row = {"truth": list(truth), "detected": list(d.as_triple()), "found": d.found, "stats": d.stats,
                "smoothness": interpolation_smoothness(clip), "centroid_accel": centroid_acceleration(clip)}
         row.update({f"{a}_ok": got == want for a, got, want in zip(ATTRIBUTES, d.as_triple(), truth)})
         rows.append(row)
@@ -176,13 +189,16 @@ def score_clips(clips: np.ndarray, triples: list[tuple[str, str, str]]) -> dict:
     return out
 
 
-def render_reference(triples: list[tuple[str, str, str]], seeds: list[int], s: SampleSettings) -> np.ndarray:
+def render_reference(triples: list[tuple[str, str, str]], seeds: list[int], s: SampleSettings,
+                     cfg=None) -> np.ndarray:
     """Ground-truth renders ``[N, T, H, W, 3]`` of the (triple, seed) pairs: plain background for even seeds,
-    gradient for odd ones, at the sampling size and length (square sizes only)."""
+    gradient for odd ones, at the sampling size and length (square sizes only). ``cfg``: the data set config
+    whose words the triples use (default ``configs/nano/dataset.yaml``)."""
     from hyvideo.data.synthetic.render import render_eval_clip  # noqa: PLC0415
 
     return np.stack([render_eval_clip(t, seed, size_px=s.height, num_frames=s.video_length,
-                                      background=("plain", "gradient")[seed % 2]) for t, seed in zip(triples, seeds)])
+                                      background=("plain", "gradient")[seed % 2], cfg=cfg)
+                     for t, seed in zip(triples, seeds)])
 
 
 def summary_table(rows: dict[str, dict]) -> str:
