@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--flow-shift", type=float, default=None)
     p.add_argument("--cfg-scale", type=float, default=None)
+    p.add_argument("--text-conditioning", default="llm+clip", choices=["llm+clip", "clip"],
+                   help="the DiT's text tokens: the LLM's (released) or CLIP's (a model.text_conditioning=clip DiT)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default="results/eval_nano.json", help="JSON report")
     p.add_argument("--save-videos", default=None, help="folder for the sampled clips as mp4 (optional)")
@@ -76,7 +78,7 @@ def evaluate(args) -> dict:
     t0 = time.perf_counter()
     pipe = ev.load_eval_pipeline(args.model_base, dit_weight=args.dit_weight,
                                  load_key=args.load_key if args.dit_weight else "module",
-                                 text_len=card["sampling"].get("text_len"))
+                                 text_len=card["sampling"].get("text_len"), text_conditioning=args.text_conditioning)
     print(f"sampling {len(prompts)} clips ({len(pairs)} held-out triples x seeds {args.seeds}): {settings}", flush=True)
     clips = ev.sample_clips(pipe, prompts, seeds, settings,
                             progress=lambda n: print(f"  {n}/{len(prompts)} ({time.perf_counter() - t0:.0f} s)",
@@ -98,6 +100,7 @@ def evaluate(args) -> dict:
     name = "model" + (f" ({Path(args.dit_weight).parent.parent.name})" if args.dit_weight else "")
     table = ev.summary_table({f"{name}": model, "rendered (other seeds)": reference})
     report = {"model_base": str(args.model_base), "dit_weight": args.dit_weight, "settings": ev.asdict(settings),
+              "text_conditioning": args.text_conditioning,
               "num_clips": len(prompts), "seeds": args.seeds, "sampling_seconds": round(sample_s, 1),
               "model": model, "rendered": reference, "table": table}
     out = Path(args.out)

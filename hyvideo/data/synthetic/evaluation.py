@@ -56,18 +56,35 @@ class SampleSettings:
         return cls(**base)
 
 
-def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module", text_len: int | None = None):
+def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module", text_len: int | None = None,
+                       text_conditioning: str = "llm+clip"):
     """The float32 CPU pipeline of a model tree (accelerated paths applied), quietly.
 
+    ``text_conditioning="clip"`` gives the DiT CLIP's per-token states in the place of the LLM's
+    (:class:`hyvideo.text.encoders.CLIPTokenEncoder`): a DiT trained with ``model.text_conditioning: clip``, the
+    text-encoder ablation of ``scripts/ablate_nano.py``.
+
     Raises:
-        FileNotFoundError, WeightLoadError, ValueError: see :func:`hyvideo.checkpoint.loader.load_pipeline`.
+        FileNotFoundError, WeightLoadError, ValueError: see :func:`hyvideo.checkpoint.loader.load_pipeline`; an
+            unknown ``text_conditioning``, or CLIP states whose width is not the DiT's ``text_states_dim``.
     """
+    from hyvideo.text.encoders import CLIPTokenEncoder  # noqa: PLC0415
+    from hyvideo.training.config import TEXT_CONDITIONINGS  # noqa: PLC0415
+
+    if text_conditioning not in TEXT_CONDITIONINGS:
+        raise ValueError(f"text_conditioning must be one of {list(TEXT_CONDITIONINGS)}, got {text_conditioning!r}")
     from hyvideo import accel  # noqa: PLC0415
     from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
 
     pipe = load_pipeline(model_base, dit_weight=dit_weight, load_key=load_key, dit_dtype=torch.float32,
                          vae_dtype=torch.float32, text_dtype=torch.float32, device="cpu", text_len=text_len,
                          log=lambda *_: None)
+    if text_conditioning == "clip":
+        width = pipe.text_encoder_2.model.config.hidden_size
+        if width != pipe.dit.text_states_dim:
+            raise ValueError(f"text_conditioning='clip': CLIP states have width {width}, the DiT takes "
+                             f"text_states_dim={pipe.dit.text_states_dim}")
+        pipe.text_encoder = CLIPTokenEncoder(pipe.text_encoder_2)
     accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(device="cpu"))
     return pipe
 
