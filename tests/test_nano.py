@@ -134,7 +134,7 @@ def test_train_nano_quick_killed_mid_stage_resumes_and_finishes(tmp_path):
 @pytest.mark.parametrize("text_conditioning", ["llm+clip", "clip"])
 def test_eval_nano_runs_on_a_tree_with_either_text_conditioning(nano_like_tree, tmp_path, text_conditioning):
     """``eval_nano.py --text-conditioning clip`` feeds the DiT CLIP's token states (a CLIP-only ablation DiT)."""
-    from conftest import load_script
+    from tests.conftest import load_script
 
     from hyvideo.data.synthetic import evaluation as ev
     from hyvideo.text.encoders import CLIPTokenEncoder
