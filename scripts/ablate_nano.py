@@ -55,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
     p.add_argument("--rows", default=",".join(ab.ROWS), help=f"comma-separated subset of {list(ab.ROWS)}")
     p.add_argument("--steps", type=int, default=None, help="DiT steps per trained row (default 320; --quick 3)")
-    p.add_argument("--limit", type=int, default=None, help="held-out triples evaluated (default 16 of 53; --quick 1)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="held-out triples evaluated, spread over the 53 (default 16; --quick 1)")
     p.add_argument("--eval-steps", type=int, default=None, help="Euler steps at evaluation (default: the card's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds per triple")
     p.add_argument("--quick", action="store_true", help="tiny setting (tests): 3 steps, 1 triple, batches of 2")
@@ -83,7 +84,8 @@ def preflight(args) -> list[str]:
         problems.append(f"--nano {args.nano} is not a train_nano.py run finished up to its tree stage: missing "
                         f"{', '.join(missing)} (python scripts/train_nano.py --out {args.nano})")
     if out == nano or nano in out.parents:
-        problems.append(f"--out {args.out} is inside --nano {args.nano}; the nano run is read only, give another folder")
+        problems.append(f"--out {args.out} is inside --nano {args.nano}; the nano run is read only, give another "
+                        "folder")
     if args.steps < 3 and any(ab.ROWS[r].staged for r in args.rows if r in ab.ROWS):
         problems.append(f"--steps must be >= 3 (one per stage), got {args.steps}")
     if args.limit < 1 or args.eval_steps is not None and args.eval_steps < 1:
@@ -185,9 +187,10 @@ class Ablation:
             shutil.rmtree(dest, ignore_errors=True)
             stage_cfg = ab.STAGE_CONFIGS["dit2" if name == "cache32" else "dit3"]
             with logged(self.out / "logs" / f"{dest.name}.log", show=r"$^"):
-                encode_latents.main(["--config", str(ROOT / stage_cfg), "--set", f"model.text_encoder={self.nano / 'tree'}",
-                                     "--set", f"model.text_conditioning={row.text}", "--latents-from",
-                                     str(self.nano / name), "--out", str(dest)])
+                encode_latents.main(["--config", str(ROOT / stage_cfg), "--set",
+                                     f"model.text_encoder={self.nano / 'tree'}", "--set",
+                                     f"model.text_conditioning={row.text}", "--latents-from", str(self.nano / name),
+                                     "--out", str(dest)])
             (dest / "seconds.json").write_text(json.dumps({"seconds": round(time.perf_counter() - t0, 1)}))
         return dest
 
@@ -241,8 +244,8 @@ class Ablation:
 
         report = self.out / "rows" / name / "eval.json"
         argv = ["--model-base", str(self.nano / "tree"), "--dit-weight", dit, "--load-key", "ema", "--limit",
-                str(self.args.limit), "--seeds", *map(str, self.args.seeds), "--text-conditioning", row.text,
-                "--out", str(report),
+                str(self.args.limit), "--pick", "spread", "--seeds", *map(str, self.args.seeds),
+                "--text-conditioning", row.text, "--out", str(report),
                 *(["--flow-shift", str(row.sample_shift)] if row.sample_shift is not None else []),
                 *(["--steps", str(self.args.eval_steps)] if self.args.eval_steps else [])]
         print(f"    evaluating {name} (log: {report.parent / 'eval.log'})", flush=True)

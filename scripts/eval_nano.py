@@ -30,10 +30,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-base", default=str(NANO_TREE), help="nano model tree (with nano.json)")
-    p.add_argument("--dit-weight", default=None, help="DiT weights overriding the tree's (e.g. a stage's export/dit.pt)")
+    p.add_argument("--dit-weight", default=None,
+                   help="DiT weights overriding the tree's (e.g. a stage's export/dit.pt)")
     p.add_argument("--load-key", default="ema", choices=["module", "ema"], help="for export/dit.pt files")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--limit", type=int, default=None, help="first N held-out triples only (quick checks)")
+    p.add_argument("--limit", type=int, default=None, help="N held-out triples only (quick checks)")
+    p.add_argument("--pick", default="first", choices=["first", "spread"],
+                   help="with --limit: the first N triples, or N spread evenly over the list (every colour)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--flow-shift", type=float, default=None)
     p.add_argument("--cfg-scale", type=float, default=None)
@@ -71,7 +74,10 @@ def evaluate(args) -> dict:
     card = read_card(args.model_base)
     settings = ev.SampleSettings.from_card(card, infer_steps=args.steps, flow_shift=args.flow_shift,
                                            cfg_scale=args.cfg_scale, batch_size=args.batch_size)
-    pairs = heldout_prompts()[: args.limit]
+    pairs = heldout_prompts()
+    if args.limit is not None and args.pick == "spread" and args.limit < len(pairs):  # the list is sorted by colour
+        pairs = [pairs[round(i * len(pairs) / args.limit)] for i in range(args.limit)]
+    pairs = pairs[: args.limit]
     triples = [t for t, _ in pairs for _ in args.seeds]
     prompts = [p for _, p in pairs for _ in args.seeds]
     seeds = [s for _ in pairs for s in args.seeds]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import load_script
 from hyvideo.data.synthetic import ablation as ab
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[3]
 NANO_DIT = json.loads((ROOT / "configs/nano/dit.json").read_text())
