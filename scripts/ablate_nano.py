@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -54,14 +55,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nano", required=True, help="a scripts/train_nano.py output folder (read only)")
     p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
     p.add_argument("--rows", default=",".join(ab.ROWS), help=f"comma-separated subset of {list(ab.ROWS)}")
-    p.add_argument("--steps", type=int, default=None, help="DiT steps per trained row (default 320; --quick 3)")
+    p.add_argument("--steps", type=int, default=None, help="DiT steps per trained row (default 400; --quick 3)")
     p.add_argument("--limit", type=int, default=None,
                    help="held-out triples evaluated, spread over the 53 (default 16; --quick 1)")
     p.add_argument("--eval-steps", type=int, default=None, help="Euler steps at evaluation (default: the card's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds per triple")
     p.add_argument("--quick", action="store_true", help="tiny setting (tests): 3 steps, 1 triple, batches of 2")
     args = p.parse_args(argv)
-    args.steps = args.steps if args.steps is not None else (3 if args.quick else 320)
+    args.steps = args.steps if args.steps is not None else (3 if args.quick else 400)
     args.limit = args.limit if args.limit is not None else (1 if args.quick else 16)
     args.eval_steps = args.eval_steps if args.eval_steps is not None else (2 if args.quick else None)
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -110,10 +111,12 @@ def _settings(args) -> dict:
 
 
 class _Tee(io.TextIOBase):
-    """A stream writing everything to ``f`` and the lines matching ``show`` to the console (progress)."""
+    """A stream writing everything to ``f`` and the lines matching ``show`` to the console (progress), at most one
+    every ``every`` seconds."""
 
-    def __init__(self, f, show: re.Pattern, console):
+    def __init__(self, f, show: re.Pattern, console, every: float = 20.0):
         self.f, self.show, self.console, self.buf = f, show, console, ""
+        self.every, self.last = every, float("-inf")
 
     def write(self, s: str) -> int:
         if self.f.closed:
@@ -122,7 +125,8 @@ class _Tee(io.TextIOBase):
         self.buf += s
         *lines, self.buf = self.buf.split("\n")
         for line in lines:
-            if self.show.search(line):
+            if self.show.search(line) and time.monotonic() - self.last >= self.every:
+                self.last = time.monotonic()
                 self.console.write(f"      {PREFIX.sub('', line.strip())[:110]}\n")
                 self.console.flush()
         return len(s)
@@ -311,8 +315,13 @@ class Ablation:
         return report
 
 
+def _stop(*_):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _stop)  # finished rows, stages, checkpoints are on disk: rerun resumes
     try:
         return Ablation(args).main()
     except KeyboardInterrupt:
@@ -320,6 +329,8 @@ def main(argv=None) -> dict:
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
