@@ -65,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="sampling seeds per triple")
     p.add_argument("--quick", action="store_true", help="tiny setting (tests): 3 steps, 1 triple, batches of 2")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     args.steps = args.steps if args.steps is not None else (3 if args.quick else 240)
     args.limit = args.limit if args.limit is not None else (1 if args.quick else 16)
     args.eval_steps = args.eval_steps if args.eval_steps is not None else (2 if args.quick else None)
@@ -167,6 +168,7 @@ class Ablation:
         self.recipe = {s: load_config(DiTTrainConfig, str(ROOT / p), []) for s, p in ab.STAGE_CONFIGS.items()}
         self.scale = json.loads((self.nano / "latent_scale.json").read_text())["latent_scale"]
         self.dit_config = json.loads((ROOT / "configs/nano/dit.json").read_text())
+        self.ran: list[str] = []  # rows computed by this invocation (the others were done earlier)
 
     # ------------------------------------------------------------------ training
     def dit_config_path(self, row: ab.Row) -> tuple[Path, int]:
@@ -288,6 +290,7 @@ class Ablation:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec, indent=1))
         os.replace(tmp, path)
+        self.ran.append(name)
         print(f"  {name}: loss {rec['loss']:.4f}, colour {rec['colour_acc']:.1f} %, shape {rec['shape_acc']:.1f} %, "
               f"motion {rec['motion_acc']:.1f} %, {rec['wall_s']:.0f} s", flush=True)
         return rec
@@ -305,10 +308,15 @@ class Ablation:
         legend = "\n".join(f"  {name}: {rec['what']}" for name, rec in rows.items())
         runs = {rec["train_key"]: rec["train_s"] for rec in rows.values()}
         total = round(sum(runs.values()) + sum(rec["eval_s"] for rec in rows.values()), 1)
+        path = self.out / "ablation.json"
+        runs = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
+        runs.append({"command": "python scripts/ablate_nano.py " + " ".join(self.args.argv), "rows_run": self.ran,
+                     "seconds": round(time.perf_counter() - t0, 1)})
         report = {"settings": _settings(self.args), "rows": rows, "reference": reference, "table": table,
-                  "recorded_seconds": total, "this_run_seconds": round(time.perf_counter() - t0, 1),
-                  "command": "python scripts/ablate_nano.py " + " ".join(sys.argv[1:])}
-        (self.out / "ablation.json").write_text(json.dumps(report, indent=1))
+                  "recorded_seconds": total, "this_run_seconds": runs[-1]["seconds"], "invocations": runs}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        os.replace(tmp, path)
         print(table)
         print(legend)
         print(f"shift t/s: flow shift in training / at sampling. wall s = the row's training run (shared by rows with "

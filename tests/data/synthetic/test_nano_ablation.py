@@ -140,3 +140,4 @@ def test_ablate_nano_quick_end_to_end_on_a_quick_nano_run(tmp_path, capsys):
     capsys.readouterr()
     again = ablate.main(args)  # resumable: every row done earlier, nothing retrained
     assert again["rows"] == report["rows"] and capsys.readouterr().out.count("done earlier") == len(ab.ROWS)
+    assert [run["rows_run"] for run in again["invocations"]] == [list(ab.ROWS), []]
