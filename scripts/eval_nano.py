@@ -30,13 +30,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-base", default=str(NANO_TREE), help="nano model tree (with nano.json)")
-    p.add_argument("--dit-weight", default=None, help="DiT weights overriding the tree's (e.g. a stage's export/dit.pt)")
+    p.add_argument("--dit-weight", default=None,
+                   help="DiT weights overriding the tree's (e.g. a stage's export/dit.pt)")
     p.add_argument("--load-key", default="ema", choices=["module", "ema"], help="for export/dit.pt files")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--limit", type=int, default=None, help="first N held-out triples only (quick checks)")
+    p.add_argument("--limit", type=int, default=None, help="N held-out triples only (quick checks)")
+    p.add_argument("--pick", default="first", choices=["first", "spread"],
+                   help="with --limit: the first N triples, or N spread evenly over the list (every colour)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--flow-shift", type=float, default=None)
     p.add_argument("--cfg-scale", type=float, default=None)
+    p.add_argument("--text-conditioning", default="llm+clip", choices=["llm+clip", "clip"],
+                   help="the DiT's text tokens: the LLM's (released) or CLIP's (a model.text_conditioning=clip DiT)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default="results/eval_nano.json", help="JSON report")
     p.add_argument("--save-videos", default=None, help="folder for the sampled clips as mp4 (optional)")
@@ -69,14 +74,17 @@ def evaluate(args) -> dict:
     card = read_card(args.model_base)
     settings = ev.SampleSettings.from_card(card, infer_steps=args.steps, flow_shift=args.flow_shift,
                                            cfg_scale=args.cfg_scale, batch_size=args.batch_size)
-    pairs = heldout_prompts()[: args.limit]
+    pairs = heldout_prompts()
+    if args.limit is not None and args.pick == "spread" and args.limit < len(pairs):  # the list is sorted by colour
+        pairs = [pairs[round(i * len(pairs) / args.limit)] for i in range(args.limit)]
+    pairs = pairs[: args.limit]
     triples = [t for t, _ in pairs for _ in args.seeds]
     prompts = [p for _, p in pairs for _ in args.seeds]
     seeds = [s for _ in pairs for s in args.seeds]
     t0 = time.perf_counter()
     pipe = ev.load_eval_pipeline(args.model_base, dit_weight=args.dit_weight,
                                  load_key=args.load_key if args.dit_weight else "module",
-                                 text_len=card["sampling"].get("text_len"))
+                                 text_len=card["sampling"].get("text_len"), text_conditioning=args.text_conditioning)
     print(f"sampling {len(prompts)} clips ({len(pairs)} held-out triples x seeds {args.seeds}): {settings}", flush=True)
     clips = ev.sample_clips(pipe, prompts, seeds, settings,
                             progress=lambda n: print(f"  {n}/{len(prompts)} ({time.perf_counter() - t0:.0f} s)",
@@ -98,6 +106,7 @@ def evaluate(args) -> dict:
     name = "model" + (f" ({Path(args.dit_weight).parent.parent.name})" if args.dit_weight else "")
     table = ev.summary_table({f"{name}": model, "rendered (other seeds)": reference})
     report = {"model_base": str(args.model_base), "dit_weight": args.dit_weight, "settings": ev.asdict(settings),
+              "text_conditioning": args.text_conditioning,
               "num_clips": len(prompts), "seeds": args.seeds, "sampling_seconds": round(sample_s, 1),
               "model": model, "rendered": reference, "table": table}
     out = Path(args.out)

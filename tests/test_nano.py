@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hyvideo import nano
@@ -128,3 +129,22 @@ def test_train_nano_quick_killed_mid_stage_resumes_and_finishes(tmp_path):
     after = json.loads(progress.read_text())
     assert all(after[s]["done"] for s in ("vae", "dit1", "dit2", "dit3", "tree", "eval"))
     assert (tmp_path / "run" / "tree" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("text_conditioning", ["llm+clip", "clip"])
+def test_eval_nano_runs_on_a_tree_with_either_text_conditioning(nano_like_tree, tmp_path, text_conditioning):
+    """``eval_nano.py --text-conditioning clip`` feeds the DiT CLIP's token states (a CLIP-only ablation DiT)."""
+    from tests.conftest import load_script
+
+    from hyvideo.data.synthetic import evaluation as ev
+    from hyvideo.text.encoders import CLIPTokenEncoder
+
+    pipe = ev.load_eval_pipeline(nano_like_tree, text_len=16, text_conditioning=text_conditioning)
+    assert isinstance(pipe.text_encoder, CLIPTokenEncoder) == (text_conditioning == "clip")
+    report = load_script("eval_nano").main(["--model-base", str(nano_like_tree), "--limit", "1", "--seeds", "0",
+                                            "--steps", "1", "--text-conditioning", text_conditioning,
+                                            "--out", str(tmp_path / "eval.json")])
+    assert report["text_conditioning"] == text_conditioning and report["num_clips"] == 1
+    assert all(np.isfinite(report["model"][k]) for k in ("colour_acc", "smoothness", "fd"))
+    with pytest.raises(ValueError, match="text_conditioning must be one of .*got 't5'"):
+        ev.load_eval_pipeline(nano_like_tree, text_conditioning="t5")

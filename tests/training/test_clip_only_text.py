@@ -53,3 +53,34 @@ def test_clip_only_run_trains_on_the_fly_and_refuses_a_cache_of_the_other_kind(t
     with pytest.raises(ConfigError, match="text states of width 32, the DiT .* takes text_states_dim=48"):
         train_dit.main(["--config", TINY, "--set", f"run.out_dir={tmp_path / 'run3'}",
                         "--set", f"data.latent_cache={latent_cache}", "--set", f"model.dit_config={wide}"])
+
+
+def test_latents_from_re_encodes_only_the_text_and_the_clip_cache_trains(tmp_path, latent_cache):
+    """``encode_latents.py --latents-from``: same latents, buckets and captions, CLIP token states; the CLIP-only
+    run accepts the new cache (the released-conditioning one it refuses, above)."""
+    from encode_latents import main as encode
+    from hyvideo.data.latent_cache import LatentCacheDataset
+
+    out = encode(["--config", TINY, "--set", "model.text_conditioning=clip", "--latents-from", str(latent_cache),
+                  "--out", str(tmp_path / "clip_cache")])
+    src, new = LatentCacheDataset(latent_cache), LatentCacheDataset(out)
+    assert len(new) == len(src) > 0 and new.meta["model"]["text_conditioning"] == "clip"
+    assert [x["bucket"] for x in new.lines] == [x["bucket"] for x in src.lines]
+    for i in range(len(src)):
+        a, b = src[i], new[i]
+        assert torch.equal(a["latent"], b["latent"]) and a["caption"] == b["caption"]
+        assert b["text_states"].shape[0] == 77 and a["text_states"].shape[0] != 77
+        torch.testing.assert_close(a["text_states_2"], b["text_states_2"])  # the pooled vector is CLIP's in both
+    assert new.null_text["video"]["text_states"].shape[0] == 77
+    train_dit.main(["--config", TINY, "--set", f"run.out_dir={tmp_path / 'run'}", "--set", "run.max_steps=2",
+                    "--set", f"data.latent_cache={out}", "--set", "model.text_conditioning=clip"])
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+
+
+def test_latents_from_needs_a_finished_cache(tmp_path, capsys):
+    from encode_latents import main as encode
+
+    with pytest.raises(SystemExit) as e:
+        encode(["--config", TINY, "--latents-from", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert e.value.code == 2 and "not a finished latent cache (no index.jsonl)" in capsys.readouterr().err

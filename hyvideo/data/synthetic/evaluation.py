@@ -57,7 +57,7 @@ class SampleSettings:
 
 
 def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module", text_len: int | None = None,
-                       i2v: bool = False, loras: tuple = ()):
+                       i2v: bool = False, loras: tuple = (), text_conditioning: str = "llm+clip"):
     """The float32 CPU pipeline of a model tree (accelerated paths applied), quietly; ``i2v`` loads the tree's
     image-to-video DiT (``hunyuan-video-i2v-720p/``).
 
@@ -65,10 +65,21 @@ def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module",
         loras: ``(path, scale)`` LoRA files (:func:`hyvideo.lora.load_lora_weights`, any key style) applied to the
             DiT and fused before the accelerated paths, as ``sample_video.py --lora-path --lora-fuse`` does.
 
+    ``text_conditioning="clip"`` gives the DiT CLIP's per-token states in the place of the LLM's
+    (:class:`hyvideo.text.encoders.CLIPTokenEncoder`): a DiT trained with ``model.text_conditioning: clip``, the
+    text-encoder ablation of ``scripts/ablate_nano.py``.
+
     Raises:
         FileNotFoundError, WeightLoadError, ValueError: see :func:`hyvideo.checkpoint.loader.load_pipeline`;
-            ``hyvideo.lora.LoraFormatError`` (a ValueError): a LoRA of another model or of an unknown key style.
+            ``hyvideo.lora.LoraFormatError`` (a ValueError): a LoRA of another model or of an unknown key style;
+            ValueError: an unknown ``text_conditioning``, or CLIP states whose width is not the DiT's
+            ``text_states_dim``.
     """
+    from hyvideo.text.encoders import CLIPTokenEncoder  # noqa: PLC0415
+    from hyvideo.training.config import TEXT_CONDITIONINGS  # noqa: PLC0415
+
+    if text_conditioning not in TEXT_CONDITIONINGS:
+        raise ValueError(f"text_conditioning must be one of {list(TEXT_CONDITIONINGS)}, got {text_conditioning!r}")
     from hyvideo import accel  # noqa: PLC0415
     from hyvideo.checkpoint.loader import load_pipeline  # noqa: PLC0415
 
@@ -81,6 +92,12 @@ def load_eval_pipeline(model_base, *, dit_weight=None, load_key: str = "module",
         for path, scale in loras:
             lora.load_lora_weights(pipe.dit, path, scale=scale)
         lora.fuse_lora(pipe.dit)
+    if text_conditioning == "clip":
+        width = pipe.text_encoder_2.model.config.hidden_size
+        if width != pipe.dit.text_states_dim:
+            raise ValueError(f"text_conditioning='clip': CLIP states have width {width}, the DiT takes "
+                             f"text_states_dim={pipe.dit.text_states_dim}")
+        pipe.text_encoder = CLIPTokenEncoder(pipe.text_encoder_2)
     accel.apply(pipe.dit, pipe.vae, accel.AccelOptions(device="cpu"))
     return pipe
 
