@@ -17,13 +17,15 @@ videos, curation finished shards, and train_vae.py / train_dit.py their newest c
  7. dit1      train_dit.py --config configs/nano/dit_stage1.yaml: 1-frame images, 32 px, from scratch
  8. dit2      train_dit.py --config configs/nano/dit_stage2.yaml: joint 9-frame video + images, 32 px
  9. dit3      train_dit.py --config configs/nano/dit_stage3.yaml: joint 17-frame video + images, 64 px
-10. tree      the official ckpts/ layout (safetensors, EMA DiT) + nano.json + metadata.json (web UI sizes)
-              -> OUT/tree (--ship copies it to hyvideo/assets/nano)
-11. eval      scripts/eval_nano.py on the held-out triples: the final model and the model after stage 1 only;
+10. dit4      train_dit.py --config configs/nano/dit_stage4.yaml: the high-quality fine-tune, 64 px, on the
+              clips captioned with one object's bare prompt (OUT/cache64_plain: a view of cache64, written first)
+11. tree      the official ckpts/ layout (safetensors, EMA DiT of dit4) + nano.json + metadata.json (web UI
+              sizes) -> OUT/tree (--ship copies it to hyvideo/assets/nano)
+12. eval      scripts/eval_nano.py on the held-out triples: the final model and the model after stage 1 only;
               the tables go to OUT/eval_*.json and into the model card OUT/tree/README.md
 
 Each stage prints its loss and time; logs go to OUT/logs/<stage>.log, times and losses to OUT/progress.json.
-``--set STAGE:KEY=VALUE`` passes a config override to a trainer stage (vae, encode, dit1, dit2, dit3), e.g.
+``--set STAGE:KEY=VALUE`` passes a config override to a trainer stage (vae, encode, dit1 ... dit4), e.g.
 ``--set dit3:run.max_steps=2000``. ``--quick`` runs every stage on a tiny setting (tests, ~1 min).
 """
 
@@ -43,9 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-STAGES = ("data", "curate", "manifest", "text", "vae", "encode", "dit1", "dit2", "dit3", "tree", "eval")
+STAGES = ("data", "curate", "manifest", "text", "vae", "encode", "dit1", "dit2", "dit3", "dit4", "tree", "eval")
 TRAINERS = {"vae": "configs/nano/vae.yaml", "dit1": "configs/nano/dit_stage1.yaml",
-            "dit2": "configs/nano/dit_stage2.yaml", "dit3": "configs/nano/dit_stage3.yaml"}
+            "dit2": "configs/nano/dit_stage2.yaml", "dit3": "configs/nano/dit_stage3.yaml",
+            "dit4": "configs/nano/dit_stage4.yaml"}
+FINAL_DIT = "dit4"  # the stage whose EMA weights the tree ships
 # --quick: every stage on a handful of clips and steps (the kill/resume test and CI).
 QUICK = {
     "vae": ["run.max_steps=3", "run.ckpt_every=1", "run.log_every=1", "data.video_batch_size=1",
@@ -64,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="processes for rendering and curation")
     p.add_argument("--quick", action="store_true", help="tiny setting: every stage in seconds (tests)")
     p.add_argument("--set", action="append", default=[], metavar="STAGE:KEY=VALUE",
-                   help="config override for a trainer stage (vae, encode, dit1, dit2, dit3); repeatable")
+                   help="config override for a trainer stage (vae, encode, dit1 ... dit4); repeatable")
     p.add_argument("--ship", action="store_true", help="copy the finished tree to hyvideo/assets/nano")
     args = p.parse_args(argv)
     errors = []
@@ -314,8 +318,25 @@ def _dit_done(stage: str):
     return lambda r: (r.out / stage / "export" / "dit.pt").is_file()
 
 
+def plain_prompt_cache(r: Recipe) -> Path:
+    """``OUT/cache64_plain``: the entries of ``OUT/cache64`` whose caption is one object's bare prompt
+    (:func:`hyvideo.data.synthetic.vocab.caption_triple`); a view, no copy, rewritten on every call."""
+    from hyvideo.data.latent_cache import write_subset  # noqa: PLC0415
+    from hyvideo.data.synthetic.vocab import caption_triple  # noqa: PLC0415
+
+    dst = r.out / "cache64_plain"
+    n = write_subset(r.out / "cache64", dst, lambda line: caption_triple(line["caption"]) is not None)
+    print(f"  {dst}: {n} entries of cache64 with a one-object bare-prompt caption", flush=True)
+    return dst
+
+
+DERIVED_CACHES = {"cache64_plain": plain_prompt_cache}
+
+
 def _dit_run(stage: str, cache: str, init: str | None):
     def run(r: Recipe) -> dict:
+        if cache in DERIVED_CACHES:
+            DERIVED_CACHES[cache](r)
         scale = json.loads((r.out / "latent_scale.json").read_text())["latent_scale"]
         sets = [*_model_sets(r), "--set", f"data.latent_cache={r.out / cache}", "--set", f"run.out_dir={r.out / stage}",
                 "--set", f"model.latent_scale={scale}"]
@@ -342,7 +363,7 @@ def tree_run(r: Recipe) -> dict:
 
     tree = r.out / "tree"
     scale = json.loads((r.out / "latent_scale.json").read_text())["latent_scale"]
-    write_dit(tree, r.out / "dit3" / "export" / "dit.pt")
+    write_dit(tree, r.out / FINAL_DIT / "export" / "dit.pt")
     write_vae(tree, r.out / "vae" / "export" / "vae", scale)
     card = json.loads((ROOT / "configs" / "nano" / "card.json").read_text())
     from hyvideo.checkpoint.io import read_state_dict  # noqa: PLC0415
@@ -398,6 +419,7 @@ STAGE_FUNCS = {
     "dit1": (_dit_done("dit1"), _dit_run("dit1", "cache32", None)),
     "dit2": (_dit_done("dit2"), _dit_run("dit2", "cache32", "dit1")),
     "dit3": (_dit_done("dit3"), _dit_run("dit3", "cache64", "dit2")),
+    "dit4": (_dit_done("dit4"), _dit_run("dit4", "cache64_plain", "dit3")),
     "tree": (tree_done, tree_run),
     "eval": (eval_done, eval_run),
 }

@@ -17,14 +17,15 @@ read without the image (:func:`hyvideo.checkpoint.loader.load_pipeline`): sampli
 
 Stages (a finished stage is skipped on a rerun; a killed fine-tune resumes from its newest checkpoint):
 
- 1. i2v    train_dit.py --config configs/nano/dit_i2v.yaml from NANO/dit3/export/dit.pt on NANO/cache64
+ 1. i2v    train_dit.py --config configs/nano/dit_i2v.yaml from NANO/dit4/export/dit.pt (the shipped text-to-video
+           DiT) on NANO/cache64
  2. tree   NANO/tree (text-to-video, kept) + hunyuan-video-i2v-720p/{transformers,vae} + text_encoder_i2v/
            -> OUT/tree; nano.json gets the I2V settings (64p bucket family)
  3. eval   scripts/eval_nano_i2v.py on the held-out triples -> OUT/eval_i2v.json
 
 ``--set KEY=VALUE`` overrides the fine-tune's config (e.g. ``--set run.max_steps=2000``); ``--quick`` runs every
 stage on a tiny setting (tests; NANO may be a ``train_nano.py --quick`` run). Exit status 2 on bad arguments,
-including a nano run that has not finished its ``encode``, ``dit3`` and ``tree`` stages.
+including a nano run that has not finished its ``encode``, ``dit4`` and ``tree`` stages.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ for _p in (ROOT, ROOT / "scripts"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from train_nano import QUICK, Recipe, _loss_line  # noqa: E402
+from train_nano import FINAL_DIT, QUICK, Recipe, _loss_line  # noqa: E402
 
 CONFIG = "configs/nano/dit_i2v.yaml"
 # what the nano run must hold: path under --nano-run -> the train_nano.py stage that writes it
 NEEDED = {"cache64/index.jsonl": "encode", "latent_scale.json": "encode", "vae/export/vae/config.json": "vae",
-          "dit3/export/dit.pt": "dit3", "tree/nano.json": "tree", "tree/text_encoder/config.json": "text"}
+          f"{FINAL_DIT}/export/dit.pt": FINAL_DIT, "tree/nano.json": "tree", "tree/text_encoder/config.json": "text"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,7 +83,7 @@ def i2v_run(r: Recipe) -> dict:
     src = nano(r)
     scale = json.loads((src / "latent_scale.json").read_text())["latent_scale"]
     sets = [f"data.latent_cache={src / 'cache64'}", f"run.out_dir={r.out / 'dit_i2v'}",
-            f"run.init_from={src / 'dit3' / 'export' / 'dit.pt'}", f"model.vae_weights={src / 'vae/export/vae'}",
+            f"run.init_from={src / FINAL_DIT / 'export' / 'dit.pt'}", f"model.vae_weights={src / 'vae/export/vae'}",
             f"model.text_encoder={src / 'tree'}", f"model.latent_scale={scale}",
             *(QUICK["dit"] if r.args.quick else []), *r.args.set]
     r.run("i2v", [sys.executable, "train_dit.py", "--config", CONFIG, *[x for kv in sets for x in ("--set", kv)]])
@@ -110,7 +111,7 @@ def tree_run(r: Recipe) -> dict:
     progress = r.progress.get("i2v", {})
     card["sampling"]["i2v_resolution"] = "64p"
     card["i2v"] = {"condition_type": "token_replace", "text": "text-only (the prompt is read without the image)",
-                   "init_from": "dit3 (EMA)", "config": CONFIG, "seconds": progress.get("seconds"),
+                   "init_from": f"{FINAL_DIT} (EMA)", "config": CONFIG, "seconds": progress.get("seconds"),
                    **progress.get("summary", {})}
     write_card(tmp, card)
     shutil.rmtree(tree, ignore_errors=True)

@@ -127,7 +127,9 @@ def test_train_nano_quick_killed_mid_stage_resumes_and_finishes(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "vae      done earlier" in out.stdout
     after = json.loads(progress.read_text())
-    assert all(after[s]["done"] for s in ("vae", "dit1", "dit2", "dit3", "tree", "eval"))
+    assert all(after[s]["done"] for s in ("vae", "dit1", "dit2", "dit3", "dit4", "tree", "eval"))
+    plain = [json.loads(x) for x in (tmp_path / "run" / "cache64_plain" / "index.jsonl").read_text().splitlines()]
+    assert plain and all(" and " not in x["caption"] and "camera" not in x["caption"] for x in plain)
     assert (tmp_path / "run" / "tree" / "README.md").is_file()
 
 

@@ -75,6 +75,36 @@ class LatentCacheDataset(Dataset):
         return {**t, "caption": line["caption"], "index": idx, "slot": slot, "bucket": tuple(line["bucket"])}
 
 
+def write_subset(src_dir: str | Path, dst_dir: str | Path, keep) -> int:
+    """A cache that holds the entries of ``src_dir`` for which ``keep(index_line)`` is true, without copying them:
+    its ``index.jsonl`` names the files relative to ``dst_dir`` (``../<src>/NNNNNNNN.safetensors``), its
+    ``meta.json`` and ``null_text.safetensors`` are copies (the index is written last, as by :func:`write_index`).
+
+    Returns:
+        The number of entries kept.
+
+    Raises:
+        FileNotFoundError: ``src_dir`` is not a cache (no ``index.jsonl``).
+        ValueError: no entry kept (a cache with no samples cannot train).
+    """
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    src, dst = Path(src_dir).resolve(), Path(dst_dir).resolve()
+    lines = LatentCacheDataset(src).lines
+    rel = Path(os.path.relpath(src, dst))
+    kept = [{**line, "file": (rel / line["file"]).as_posix()} for line in lines if keep(line)]
+    if not kept:
+        raise ValueError(f"write_subset: no entry of the {len(lines)} in {src} was kept")
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("meta.json", "null_text.safetensors"):
+        shutil.copyfile(src / name, dst / name)
+    tmp = dst / "index.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
+    tmp.replace(dst / "index.jsonl")
+    return len(kept)
+
+
 def collate_latents(batch: list[dict]) -> dict:
     """Stack cache samples: ``latent`` ``[B, C_z, T_z, H_z, W_z]`` and the text tensors with a batch dim."""
     out = {k: torch.stack([b[k] for b in batch]) for k in ("latent", *TEXT_KEYS)}

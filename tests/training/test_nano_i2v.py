@@ -24,10 +24,10 @@ CARD = {"vocabulary": ["a", "circle", "moves", "red", "left", "the", "to"],
 
 @pytest.fixture(scope="module")
 def nano_run(tmp_path_factory, tiny_ckpts, latent_cache) -> Path:
-    """What train_nano_i2v.py reads from a nano run: cache64, latent_scale.json, the VAE export, dit3's export and
+    """What train_nano_i2v.py reads from a nano run: cache64, latent_scale.json, the VAE export, dit4's export and
     the tree (tiny weights; the tiny tree plays the nano tree)."""
     run = tmp_path_factory.mktemp("nano_run")
-    _run(run / "dit3", f"data.latent_cache={latent_cache}", "run.max_steps=1", "run.ckpt_every=0")
+    _run(run / "dit4", f"data.latent_cache={latent_cache}", "run.max_steps=1", "run.ckpt_every=0")
     shutil.copytree(latent_cache, run / "cache64")
     (run / "latent_scale.json").write_text(json.dumps({"latent_scale": 1.0}))
     shutil.copytree(tiny_ckpts / "hunyuan-video-t2v-720p" / "vae", run / "vae" / "export" / "vae")
@@ -111,7 +111,7 @@ def test_bad_arguments_exit_2(i2v_run, nano_run, tmp_path, capsys):
     partial = tmp_path / "partial"
     shutil.copytree(nano_run / "tree", partial / "tree")
     for argv, message in [
-        (["--nano-run", str(partial), "--out", str(tmp_path / "o")], "lacks dit3/export/dit.pt (its 'dit3' stage"),
+        (["--nano-run", str(partial), "--out", str(tmp_path / "o")], "lacks dit4/export/dit.pt (its 'dit4' stage"),
         (["--nano-run", str(nano_run), "--out", str(nano_run / "i2v")], "is inside --nano-run"),
     ]:
         with pytest.raises(SystemExit) as e:

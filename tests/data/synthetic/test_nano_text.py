@@ -8,7 +8,7 @@ import torch
 from hyvideo.data.synthetic.attributes import load_nano_config
 from hyvideo.data.synthetic.captions import prompt_for, structured_caption
 from hyvideo.data.synthetic.sampling import eval_spec
-from hyvideo.data.synthetic.vocab import caption_corpus, training_caption, unknown_words, vocabulary
+from hyvideo.data.synthetic.vocab import caption_corpus, caption_triple, training_caption, unknown_words, vocabulary
 
 
 def test_training_caption_is_the_prompt_plus_camera_and_photo_background():
@@ -20,6 +20,16 @@ def test_training_caption_is_the_prompt_plus_camera_and_photo_background():
     assert training_caption("already text") == "already text"
     with pytest.raises(KeyError):
         training_caption({"background": "x"})
+
+
+def test_caption_triple_reads_one_object_bare_prompts_only():
+    assert caption_triple("a red circle moves to the left.") == ("red", "circle", "left")
+    assert caption_triple("an orange star grows") is None  # not a nano colour
+    assert caption_triple("a white cross rotates") == ("white", "cross", "rotate")
+    for other in ("a red circle moves to the left. the camera pans left.", "a red star moves to the right and a "
+                  "green circle shrinks.", "a red circle moves to the left. on a photograph of city street.",
+                  "an red circle grows", "an astronaut rides a horse", ""):
+        assert caption_triple(other) is None, other
 
 
 def test_vocabulary_covers_every_caption_and_flags_other_words():
