@@ -18,7 +18,7 @@ read without the image (:func:`hyvideo.checkpoint.loader.load_pipeline`): sampli
 Stages (a finished stage is skipped on a rerun; a killed fine-tune resumes from its newest checkpoint):
 
  1. i2v    train_dit.py --config configs/nano/dit_i2v.yaml from NANO/dit4/export/dit.pt (the shipped text-to-video
-           DiT) on NANO/cache64
+           DiT) on NANO/cache64_plain (the stage-4 clips: one object's bare prompt)
  2. tree   NANO/tree (text-to-video, kept) + hunyuan-video-i2v-720p/{transformers,vae} + text_encoder_i2v/
            -> OUT/tree; nano.json gets the I2V settings (64p bucket family)
  3. eval   scripts/eval_nano_i2v.py on the held-out triples -> OUT/eval_i2v.json
@@ -45,7 +45,7 @@ from train_nano import FINAL_DIT, QUICK, Recipe, _loss_line  # noqa: E402
 
 CONFIG = "configs/nano/dit_i2v.yaml"
 # what the nano run must hold: path under --nano-run -> the train_nano.py stage that writes it
-NEEDED = {"cache64/index.jsonl": "encode", "latent_scale.json": "encode", "vae/export/vae/config.json": "vae",
+NEEDED = {"cache64_plain/index.jsonl": FINAL_DIT, "latent_scale.json": "encode", "vae/export/vae/config.json": "vae",
           f"{FINAL_DIT}/export/dit.pt": FINAL_DIT, "tree/nano.json": "tree", "tree/text_encoder/config.json": "text"}
 
 
@@ -82,7 +82,7 @@ def i2v_done(r: Recipe) -> bool:
 def i2v_run(r: Recipe) -> dict:
     src = nano(r)
     scale = json.loads((src / "latent_scale.json").read_text())["latent_scale"]
-    sets = [f"data.latent_cache={src / 'cache64'}", f"run.out_dir={r.out / 'dit_i2v'}",
+    sets = [f"data.latent_cache={src / 'cache64_plain'}", f"run.out_dir={r.out / 'dit_i2v'}",
             f"run.init_from={src / FINAL_DIT / 'export' / 'dit.pt'}", f"model.vae_weights={src / 'vae/export/vae'}",
             f"model.text_encoder={src / 'tree'}", f"model.latent_scale={scale}",
             *(QUICK["dit"] if r.args.quick else []), *r.args.set]

@@ -24,11 +24,11 @@ CARD = {"vocabulary": ["a", "circle", "moves", "red", "left", "the", "to"],
 
 @pytest.fixture(scope="module")
 def nano_run(tmp_path_factory, tiny_ckpts, latent_cache) -> Path:
-    """What train_nano_i2v.py reads from a nano run: cache64, latent_scale.json, the VAE export, dit4's export and
+    """What train_nano_i2v.py reads from a nano run: cache64_plain, latent_scale.json, the VAE export, dit4's export and
     the tree (tiny weights; the tiny tree plays the nano tree)."""
     run = tmp_path_factory.mktemp("nano_run")
     _run(run / "dit4", f"data.latent_cache={latent_cache}", "run.max_steps=1", "run.ckpt_every=0")
-    shutil.copytree(latent_cache, run / "cache64")
+    shutil.copytree(latent_cache, run / "cache64_plain")
     (run / "latent_scale.json").write_text(json.dumps({"latent_scale": 1.0}))
     shutil.copytree(tiny_ckpts / "hunyuan-video-t2v-720p" / "vae", run / "vae" / "export" / "vae")
     shutil.copytree(tiny_ckpts, run / "tree")
