@@ -35,14 +35,16 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "scripts"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from train_nano import Recipe  # noqa: E402
 
 NEW_CONFIG = ROOT / "configs" / "nano" / "lora_orange.yaml"
 TRAIN_CONFIG = ROOT / "configs" / "nano" / "lora_dit.yaml"
@@ -123,59 +125,24 @@ def text_tokens(tree: Path, word: str = "orange") -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- runner
-class Run:
-    """Runs the stages in order; times and summaries go to ``OUT/progress.json`` (a killed run resumes)."""
+class Run(Recipe):
+    """Runs the stages in order; times and summaries go to ``OUT/progress.json`` (a killed run resumes). The child
+    processes, their logs, the stop on SIGTERM and the progress file are :class:`train_nano.Recipe`'s."""
 
     def __init__(self, args: argparse.Namespace):
-        self.args, self.out, self.tree = args, Path(args.out).resolve(), Path(args.model_base).resolve()
-        (self.out / "logs").mkdir(parents=True, exist_ok=True)
-        self.progress_file = self.out / "progress.json"
-        self.progress = json.loads(self.progress_file.read_text()) if self.progress_file.is_file() else {}
-        self.child: subprocess.Popen | None = None
+        super().__init__(args, stages={})
+        self.tree = Path(args.model_base).resolve()
         self.paths = tree_paths(self.tree)
 
-    def save(self) -> None:
-        tmp = self.progress_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.progress, indent=1))
-        os.replace(tmp, self.progress_file)
-
-    def call(self, stage: str, cmd: list[str]) -> None:
-        """A child process (this repo on PYTHONPATH, niced like this one), output appended to OUT/logs/STAGE.log.
-
-        Raises:
-            RuntimeError: the child failed (its last log lines in the message).
-        """
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        log = self.out / "logs" / f"{stage}.log"
-        with log.open("a") as f:
-            f.write(f"\n$ {' '.join(cmd)}\n")
-            f.flush()
-            self.child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                          preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-            code = self.child.wait()
-            self.child = None
-        if code != 0:
-            tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
-            raise RuntimeError(f"stage {stage} failed (exit {code}); last lines of {log}:\n{tail}")
-
-    def stop(self, *_):
-        if self.child is not None and self.child.poll() is None:
-            self.child.terminate()
-            try:
-                self.child.wait(30)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-        raise SystemExit(f"stopped; rerun the same command to resume (progress: {self.progress_file})")
-
     def main(self) -> dict:
-        previous = signal.signal(signal.SIGTERM, self.stop)
+        previous = signal.signal(signal.SIGTERM, self.stop_child)
         try:
-            self.stages()
+            self.run_stages()
         finally:
             signal.signal(signal.SIGTERM, previous)
         return json.loads((self.out / "report.json").read_text())
 
-    def stages(self) -> None:
+    def run_stages(self) -> None:
         for i, name in enumerate(STAGES, 1):
             entry = self.progress.setdefault(name, {"seconds": 0.0, "done": False})
             if entry["done"]:
@@ -186,17 +153,10 @@ class Run:
                 summary = globals()[f"stage_{name}"](self)
             finally:
                 entry["seconds"] = round(entry["seconds"] + time.perf_counter() - t0, 1)
-                self.save()
+                self.save_progress()
             entry.update(done=True, line=summary.pop("line"), summary=summary)
-            self.save()
+            self.save_progress()
             print(f"[{i}/{len(STAGES)}] {name:7s} {entry['seconds']:6.0f} s  {entry['line']}", flush=True)
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child gets SIGTERM when this process dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
-    import ctypes  # noqa: PLC0415
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 # ---------------------------------------------------------------------------------------------------- stages
@@ -221,7 +181,7 @@ def stage_data(r: Run) -> dict:
             continue
         folder = r.out / "data" / name
         if not (folder / "dataset.json").is_file():
-            r.call("data", [sys.executable, "scripts/make_nano_dataset.py", "--out", str(folder), "--config",
+            r.run("data", [sys.executable, "scripts/make_nano_dataset.py", "--out", str(folder), "--config",
                             str(config), "--num-videos", str(n), "--seed", str(seed),
                             "--workers", str(r.args.workers)])
         rows = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines() if x.strip()]
@@ -238,7 +198,7 @@ def stage_data(r: Run) -> dict:
 def stage_encode(r: Run) -> dict:
     from hyvideo.data.latent_cache import LatentCacheDataset  # noqa: PLC0415
 
-    r.call("encode", [sys.executable, "scripts/encode_latents.py", "--config", str(TRAIN_CONFIG), *train_sets(r),
+    r.run("encode", [sys.executable, "scripts/encode_latents.py", "--config", str(TRAIN_CONFIG), *train_sets(r),
                       "--out", str(r.out / "cache")])
     n = len(LatentCacheDataset(r.out / "cache"))
     return {"entries": n, "line": f"{n} latents (videos + images) -> {r.out / 'cache'}"}
@@ -246,7 +206,7 @@ def stage_encode(r: Run) -> dict:
 
 def stage_train(r: Run) -> dict:
     run_dir = r.out / "lora"
-    r.call("train", [sys.executable, "train_dit.py", "--config", str(TRAIN_CONFIG), *train_sets(r),
+    r.run("train", [sys.executable, "train_dit.py", "--config", str(TRAIN_CONFIG), *train_sets(r),
                      "--set", f"data.latent_cache={r.out / 'cache'}", "--set", f"run.out_dir={run_dir}",
                      "--set", f"run.init_from={r.paths['dit']}", *[x for s in r.args.set for x in ("--set", s)]])
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]

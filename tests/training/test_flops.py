@@ -21,6 +21,19 @@ def _cpu_sdpa(q, k, v, *args, out_shape=None, **kwargs):
     return fc.sdpa_flop_count(q, k, v)  # CPU's fused SDPA kernel is not in torch's FLOP registry
 
 
+def _record_monitor_steps(monkeypatch) -> list[dict]:
+    """The keyword arguments of every ``Monitor.step`` call (filled as training runs)."""
+    seen = []
+    real_step = monitor_mod.Monitor.step
+
+    def spy(self, step, scalars, **kw):
+        seen.append(kw)
+        return real_step(self, step, scalars, **kw)
+
+    monkeypatch.setattr(monitor_mod.Monitor, "step", spy)
+    return seen
+
+
 @pytest.mark.parametrize("overrides", [{}, {"mm_double_blocks_depth": 2, "mm_single_blocks_depth": 3,
                                             "text_refiner_depth": 2, "hidden_size": 64, "heads_num": 4}])
 def test_dit_flop_formula_equals_the_flop_counter(overrides):
@@ -58,14 +71,7 @@ def test_training_log_reports_throughput_and_mfu_on_a_gpu(tmp_path, latent_cache
     assert "mfu" not in rows[2]  # CPU: no peak FLOP/s to divide by
     peak = 1e12
     monkeypatch.setattr(monitor_mod, "peak_flops", lambda: peak)  # as on a GPU with a known peak
-    seen = []
-    real_step = monitor_mod.Monitor.step
-
-    def spy(self, step, scalars, **kw):
-        seen.append(kw)
-        return real_step(self, step, scalars, **kw)
-
-    monkeypatch.setattr(monitor_mod.Monitor, "step", spy)
+    seen = _record_monitor_steps(monkeypatch)
     gpu = _run(tmp_path / "gpu", f"data.latent_cache={latent_cache}", "run.max_steps=2", "run.log_every=1")
     row, kw = metrics(gpu["out_dir"])[2], seen[1]
     assert kw["flops"] > 0
@@ -97,14 +103,7 @@ def test_vae_training_log_reports_mfu_on_a_gpu(tmp_path, manifest, monkeypatch):
     from tests.training.conftest import run_tiny_vae
 
     monkeypatch.setattr(monitor_mod, "peak_flops", lambda: 1e12)
-    seen = []
-    real_step = monitor_mod.Monitor.step
-
-    def spy(self, step, scalars, **kw):
-        seen.append(kw)
-        return real_step(self, step, scalars, **kw)
-
-    monkeypatch.setattr(monitor_mod.Monitor, "step", spy)
+    seen = _record_monitor_steps(monkeypatch)
     out = run_tiny_vae(tmp_path, f"data.manifest={manifest}", "run.max_steps=1", "run.log_every=1")
     row, kw = metrics(out["out_dir"])[1], seen[0]
     assert kw["flops"] > 0 and row["tokens_per_s"] > 0

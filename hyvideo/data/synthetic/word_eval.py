@@ -58,9 +58,15 @@ def prompt_sets(new_cfg, seeds, limit: int | None = None) -> dict[str, PromptSet
                              old, tuple(seeds), dict(base.colours), base)}
 
 
-def _with_new(clips, ps: PromptSet, palette_new: dict, scores: dict) -> dict:
+def _score_set(clips, ps: PromptSet, settings: ev.SampleSettings, palette_new: dict) -> dict:
+    """Scores of one set's clips: :func:`ev.score_clips` keys, ``fd`` against the renders of the same triples and
+    seeds, and for the old set ``colour_acc_with_new`` (its colours read with the new word's palette)."""
+    triples, seeds = [t for t, _ in ps.items], [s for _, s in ps.items]
+    scores = ev.score_clips(clips, triples, ps.palette)
+    real = ev.render_reference(triples, seeds, settings, cfg=ps.cfg)
+    scores["fd"] = ev.frechet_distance(ev.frame_features(clips), ev.frame_features(real))
     if ps.name == "old":
-        scores["colour_acc_with_new"] = ev.score_clips(clips, [t for t, _ in ps.items], palette_new)["colour_acc"]
+        scores["colour_acc_with_new"] = ev.score_clips(clips, triples, palette_new)["colour_acc"]
     return scores
 
 
@@ -78,10 +84,7 @@ def score_model(pipe, sets: dict[str, PromptSet], settings: ev.SampleSettings, p
         triples, seeds = [t for t, _ in ps.items], [s for _, s in ps.items]
         clips = ev.sample_clips(pipe, [prompt_for(t) for t in triples], seeds, settings,
                                 progress=(lambda n, name=name, k=len(triples): progress(name, n, k)) if progress else None)
-        scores = ev.score_clips(clips, triples, ps.palette)
-        real = ev.render_reference(triples, seeds, settings, cfg=ps.cfg)
-        scores["fd"] = ev.frechet_distance(ev.frame_features(clips), ev.frame_features(real))
-        out[name] = _with_new(clips, ps, palette_new, scores)
+        out[name] = _score_set(clips, ps, settings, palette_new)
     check_finite(out)
     return out
 
@@ -92,10 +95,7 @@ def score_reference(sets: dict[str, PromptSet], settings: ev.SampleSettings) -> 
     for name, ps in sets.items():
         triples, seeds = [t for t, _ in ps.items], [s for _, s in ps.items]
         other = ev.render_reference(triples, [s + 100 for s in seeds], settings, cfg=ps.cfg)
-        scores = ev.score_clips(other, triples, ps.palette)
-        real = ev.render_reference(triples, seeds, settings, cfg=ps.cfg)
-        scores["fd"] = ev.frechet_distance(ev.frame_features(other), ev.frame_features(real))
-        out[name] = _with_new(other, ps, palette_new, scores)
+        out[name] = _score_set(other, ps, settings, palette_new)
     check_finite(out)
     return out
 
