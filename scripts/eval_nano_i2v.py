@@ -7,8 +7,11 @@ data generator renders the ground-truth clip (render_eval_clip: plain background
 odd ones); its frame 0 is the input image.
 
 - Image-to-video (the tree's I2V DiT, fixed seeds, the card's sampling settings): PSNR of the first output frame
-  against the input image, beside the PSNR of the nano VAE's own reconstruction of that image (encode + decode
-  of the one frame); the attribute detector's colour / shape / motion accuracy against the triple, and "colour
+  against the input image, beside the PSNR of the nano VAE's own reconstruction of that image, two ways:
+  encode + decode of the one frame, and frame 0 of the encode + decode of the rendered clip it starts. The two
+  differ per image by up to ~1 dB with the shipped nano VAE: its GroupNorms pool statistics over all frames, so
+  the later frames change how frame 0 decodes (hyvideo/vae/autoencoder.py). Per-image gaps are counted against
+  both. The attribute detector's colour / shape / motion accuracy against the triple, and "colour
   kept" (the colour detected on the sample equals the one detected on the rendered clip).
 - Video-to-video (the tree's text-to-video DiT, same prompts and seeds, the rendered clip as input): at strength
   0.3, colour kept and the shift of the object's centroid from the input's, pixels (mean over the frames where
@@ -70,16 +73,20 @@ def psnr(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return frame_metrics(torch.from_numpy(ref), torch.from_numpy(cand), metrics=("psnr",))["psnr"]
 
 
-def vae_reconstruction(pipe, images: np.ndarray) -> np.ndarray:
-    """The nano VAE's encode + decode of ``[N, H, W, 3]`` uint8 images (one frame each), same format."""
+def vae_reconstruction(pipe, clips: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Frame 0 of the nano VAE's encode + decode of ``[N, T, H, W, 3]`` uint8 clips (T = 1: images), as
+    ``[N, H, W, 3]`` uint8; ``batch`` clips at a time."""
     import torch  # noqa: PLC0415
 
     from hyvideo.data.synthetic.evaluation import to_clips  # noqa: PLC0415
 
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).unsqueeze(2)
-    with torch.no_grad():
-        video = pipe.decode(pipe.encode_latents(pixels, vae_tiling=False), vae_tiling=False)
-    return to_clips(video)[:, 0]
+    out = []
+    for i in range(0, len(clips), batch):
+        pixels = torch.from_numpy(clips[i: i + batch]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
+        with torch.no_grad():
+            video = pipe.decode(pipe.encode_latents(pixels, vae_tiling=False), vae_tiling=False)
+        out.append(to_clips(video)[:, 0])
+    return np.concatenate(out)
 
 
 def centroid_shift_px(ref: np.ndarray, cand: np.ndarray) -> float:
@@ -93,12 +100,16 @@ def centroid_shift_px(ref: np.ndarray, cand: np.ndarray) -> float:
     return float(d.mean()) if len(d) else float("nan")
 
 
-def _max_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest per-image |PSNR a - PSNR b| (dB); pairs that are both identical to the input (inf) count as 0."""
+def _gaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image |PSNR a - PSNR b| (dB); pairs that are both identical to the input (inf) count as 0."""
     both_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
     with np.errstate(invalid="ignore"):
-        gap = np.where(both_inf, 0.0, np.abs(a - b))
-    return float(gap.max())
+        return np.where(both_inf, 0.0, np.abs(a - b))
+
+
+def _max_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest per-image |PSNR a - PSNR b| (dB), see ``_gaps``."""
+    return float(_gaps(a, b).max())
 
 
 def _motion_by_type(rows: list[dict]) -> dict[str, str]:
@@ -118,20 +129,23 @@ def i2v_section(pipe, prompts, seeds, triples, real, s, log) -> tuple[dict, list
     from hyvideo.data.synthetic.detect import detect  # noqa: PLC0415
 
     images = real[:, 0]
-    recon = vae_reconstruction(pipe, images)
+    recon, recon_clip = vae_reconstruction(pipe, real[:, :1]), vae_reconstruction(pipe, real)
     clips = ev.sample_clips(pipe, prompts, seeds, s, progress=log,
                             per_clip={"image": [Image.fromarray(im) for im in images]})
-    first, vae = psnr(images, clips[:, 0]), psnr(images, recon)
+    first, vae, vae_clip = psnr(images, clips[:, 0]), psnr(images, recon), psnr(images, recon_clip)
     scores = ev.score_clips(clips, triples)
     rows = []
     for i, row in enumerate(scores.pop("clips")):
         ref_colour = detect(real[i]).colour
         rows.append({**row, "prompt": prompts[i], "seed": seeds[i], "first_frame_psnr": float(first[i]),
-                     "vae_psnr": float(vae[i]), "rendered_colour": ref_colour,
+                     "vae_psnr": float(vae[i]), "vae_clip_psnr": float(vae_clip[i]), "rendered_colour": ref_colour,
                      "colour_kept": row["detected"][0] == ref_colour})
     out = {"first_frame_psnr": float(np.mean(first)), "vae_psnr": float(np.mean(vae)),
            "psnr_gap": float(np.mean(first) - np.mean(vae)), "psnr_gap_max": _max_gap(first, vae),
-           "psnr_within_1db": int(sum(_max_gap(first[i: i + 1], vae[i: i + 1]) <= 1.0 for i in range(len(first)))),
+           "psnr_within_1db": int((_gaps(first, vae) <= 1.0).sum()),
+           "vae_clip_psnr": float(np.mean(vae_clip)), "clip_gap_max": _max_gap(first, vae_clip),
+           "clip_within_1db": int((_gaps(first, vae_clip) <= 1.0).sum()),
+           "vae_refs_gap_max": _max_gap(vae, vae_clip),
            "motion_by_type": _motion_by_type(rows),
            "colour_kept": 100.0 * np.mean([r["colour_kept"] for r in rows]),
            **{k: v for k, v in scores.items() if k in ("colour_acc", "shape_acc", "motion_acc", "found")}}
@@ -177,6 +191,9 @@ def table(summary: dict, settings) -> str:
     rows = [
         ("I2V first frame vs input image, PSNR", f"{s['first_frame_psnr']:.2f} dB",
          f"VAE reconstruction {s['vae_psnr']:.2f} dB ({gap}; {s['psnr_within_1db']} of {s['clips']} within 1 dB)"),
+        ("  same, vs frame 0 of the VAE's clip reconstruction", f"{s['vae_clip_psnr']:.2f} dB",
+         f"per image <= {s['clip_gap_max']:.3f} dB, {s['clip_within_1db']} of {s['clips']} within 1 dB; the two VAE "
+         f"references differ per image by <= {s['vae_refs_gap_max']:.3f} dB"),
         ("I2V detector: colour / shape / motion", acc(s["colour_acc"], s["shape_acc"], s["motion_acc"]),
          f"found {s['found']:.1f} %; colour kept vs the input clip {s['colour_kept']:.1f} %"),
         ("rendered clips (detector ceiling)",

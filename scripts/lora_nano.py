@@ -1,28 +1,32 @@
 """Teach hyvideo-nano a colour word it has never seen with a LoRA (issue 18); rerun the same command to resume.
 
-    python scripts/lora_nano.py --model-base runs/nano/tree --out runs/lora_orange
-    python sample_video.py --model-base runs/nano/tree --prompt "an orange star moves to the left" \\
-        --lora-path runs/lora_orange/lora/export/lora.safetensors
+    python scripts/lora_nano.py --model-base runs/nano/tree --out runs/lora_azure
+    python sample_video.py --model-base runs/nano/tree --prompt "an azure star moves to the left" \\
+        --lora-path runs/lora_azure/lora/export/lora.safetensors
 
-The new word is "orange" (configs/nano/lora_orange.yaml: HSV hue 29 degrees, between red at 0 and yellow at 54);
-the base model's captions never contain it. Stages (a finished stage is skipped on a rerun; the trainer resumes
-from its newest checkpoint):
+The new word is "azure" (configs/nano/lora_azure.yaml: HSV hue 208 degrees, between cyan at 186 and blue at 224;
+``--new-config`` takes another config with one new colour, e.g. configs/nano/lora_orange.yaml); the base model's
+captions never contain it. Stages (a finished stage is skipped on a rerun; the trainer resumes from its newest
+checkpoint):
 
- 1. data    scripts/make_nano_dataset.py: --num-videos clips of configs/nano/lora_orange.yaml (the new word, no
-            curation needed: no negatives, no joined shots) + --replay-videos clips of configs/nano/dataset.yaml
-            (the old words, held-out triples never rendered) so the adapters learn the word, not "paint
-            everything orange" -> OUT/data/train.jsonl (prompt-form captions, as the base model trained on)
+ 1. data    scripts/make_nano_dataset.py: --num-videos clips of the new-word config (one object, plain or gradient
+            background, no camera; no curation needed: no negatives, no joined shots) + --replay-videos clips of
+            configs/nano/dataset.yaml (the old words, held-out triples never rendered) so the adapters learn the
+            word, not "paint everything azure"; of both, the clips captioned with one object's bare prompt, as the
+            base model's last stage trained on (``--all-captions``: every clip) -> OUT/data/train.jsonl
  2. encode  scripts/encode_latents.py with the tree's VAE and frozen text encoders -> OUT/cache
- 3. before  the base model on two prompt sets (fixed seeds): every valid orange triple (the detector classifies
-            colours against the base palette + orange) and eval_nano.py's old held-out triples (base palette)
+ 3. before  the base model on two prompt sets (fixed seeds): every valid new-word triple (the detector classifies
+            colours against the base palette + the new colour) and eval_nano.py's old held-out triples (base
+            palette)
  4. train   train_dit.py --config configs/nano/lora_dit.yaml (lora: rank 16 on the attention and MLP linears)
             from the tree's DiT -> OUT/lora/export/lora.safetensors (diffusers keys)
  5. after   the same two prompt sets with the LoRA applied (fused, as sample_video.py --lora-fuse)
  6. report  both tables, the acceptance checks and the wall time -> OUT/report.json (also printed)
 
 Text side: the frozen tokenizers are byte-level BPE trained on the caption words, so they already cover any
-word: "orange" becomes sub-word tokens ("o", "r", "an", "ge" for the Llama; "or", "ang", "e" for CLIP) that no
-base caption contains. Nothing in the tree changes; the LoRA file alone carries the word (report: "text").
+word: "azure" becomes sub-word tokens ("a", "z", "ure" for the Llama; "a", "z", "u", "re" for CLIP) in a
+sequence no base caption contains. Nothing in the tree changes; the LoRA file alone carries the word (report:
+"text").
 
 ``--set KEY=VALUE`` overrides the LoRA training config; ``--quick`` runs every stage on a tiny setting (tests).
 Exit status 2 on bad arguments.
@@ -46,7 +50,7 @@ for _p in (ROOT, ROOT / "scripts"):
 
 from train_nano import Recipe  # noqa: E402
 
-NEW_CONFIG = ROOT / "configs" / "nano" / "lora_orange.yaml"
+NEW_CONFIG = ROOT / "configs" / "nano" / "lora_azure.yaml"
 TRAIN_CONFIG = ROOT / "configs" / "nano" / "lora_dit.yaml"
 STAGES = ("data", "encode", "before", "train", "after", "report")
 ATTRS = ("colour_acc", "shape_acc", "motion_acc")
@@ -61,13 +65,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-base", default=str(NANO_TREE), help="nano model tree (with nano.json); read only")
     p.add_argument("--out", required=True, help="output folder (created; rerun with the same folder to resume)")
-    p.add_argument("--num-videos", type=int, default=None, help="clips with the new word (default 300; quick 6)")
-    p.add_argument("--replay-videos", type=int, default=None, help="clips of the old words (default 300; quick 4)")
+    p.add_argument("--new-config", type=Path, default=NEW_CONFIG,
+                   help="data set config with the new colour word (default configs/nano/lora_azure.yaml)")
+    p.add_argument("--num-videos", type=int, default=None, help="clips with the new word (default 150; quick 6)")
+    p.add_argument("--replay-videos", type=int, default=None,
+                   help="clips of the old words (default 300; quick 8), of which the bare-prompt ones train")
     p.add_argument("--seed", type=int, default=7, help="data set seed (the replay set uses seed + 1)")
     p.add_argument("--workers", type=int, default=2, help="processes for rendering")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="evaluation seeds per triple")
     p.add_argument("--eval-steps", type=int, default=None, help="sampling steps (default: the tree's nano.json)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="LoRA training config override")
+    p.add_argument("--all-captions", action="store_true",
+                   help="train on every rendered clip (default: those captioned with one object's bare prompt)")
     p.add_argument("--quick", action="store_true", help="tiny setting: every stage in seconds (tests)")
     args = p.parse_args(argv)
     errors = []
@@ -78,6 +87,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             errors.append(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     if args.num_videos == 0:
         errors.append("--num-videos must be >= 1 (the clips with the new word)")
+    if not args.new_config.is_file():
+        errors.append(f"--new-config {args.new_config}: no such file")
+    else:
+        try:
+            new_word(args.new_config)
+        except (ValueError, KeyError, TypeError) as e:
+            errors.append(f"--new-config {args.new_config}: {e}")
     if args.workers < 1:
         errors.append(f"--workers must be >= 1, got {args.workers}")
     if args.eval_steps is not None and args.eval_steps < 1:
@@ -87,8 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         errors.append(f"--out {args.out} is a file; give a folder")
     if errors:
         p.error("; ".join(errors))
-    args.num_videos = args.num_videos or (6 if args.quick else 300)
-    args.replay_videos = args.replay_videos if args.replay_videos is not None else (4 if args.quick else 300)
+    args.num_videos = args.num_videos or (6 if args.quick else 150)
+    args.replay_videos = args.replay_videos if args.replay_videos is not None else (8 if args.quick else 300)
     if args.quick:
         args.seeds, args.eval_steps = args.seeds[:1], args.eval_steps or 2
     return args
@@ -110,7 +126,7 @@ def tree_paths(tree: Path) -> dict:
     return {"dit": weights[0], "dit_config": dit / "config.json", "vae": vae, "latent_scale": float(scale)}
 
 
-def text_tokens(tree: Path, word: str = "orange") -> dict:
+def text_tokens(tree: Path, word: str) -> dict:
     """How each frozen tokenizer splits ``word`` and whether any of its tokens occurs in the base captions."""
     from transformers import AutoTokenizer  # noqa: PLC0415
 
@@ -169,11 +185,29 @@ def train_sets(r: Run) -> list[str]:
     return [x for kv in [*sets, *(QUICK_TRAIN if r.args.quick else [])] for x in ("--set", kv)]
 
 
+def new_word(config: Path) -> tuple[str, object]:
+    """The new colour word of a LoRA data config and the base config with it added to the palette.
+
+    Raises:
+        ValueError: the config adds no colour, or more than one, to the base palette.
+    """
+    import dataclasses  # noqa: PLC0415
+
+    from hyvideo.data.synthetic.attributes import load_nano_config  # noqa: PLC0415
+
+    base, new = load_nano_config(), load_nano_config(config)
+    words = [w for w in new.colours if w not in base.colours]
+    if len(words) != 1:
+        raise ValueError(f"{config}: expected one colour not in the base palette {sorted(base.colours)}, got {words}")
+    return words[0], dataclasses.replace(base, colours={**base.colours, **new.colours})
+
+
 def stage_data(r: Run) -> dict:
     from hyvideo.data.manifest import write_manifest  # noqa: PLC0415
-    from hyvideo.data.synthetic.vocab import training_caption  # noqa: PLC0415
+    from hyvideo.data.synthetic.vocab import caption_triple, training_caption  # noqa: PLC0415
 
-    sets = {"new": (NEW_CONFIG, r.args.num_videos, r.args.seed),
+    word, cfg = new_word(r.args.new_config)
+    sets = {"new": (r.args.new_config, r.args.num_videos, r.args.seed),
             "replay": (ROOT / "configs" / "nano" / "dataset.yaml", r.args.replay_videos, r.args.seed + 1)}
     records, counts = [], {}
     for name, (config, n, seed) in sets.items():
@@ -185,13 +219,16 @@ def stage_data(r: Run) -> dict:
                             str(config), "--num-videos", str(n), "--seed", str(seed),
                             "--workers", str(r.args.workers)])
         rows = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines() if x.strip()]
-        records += [{**row, "path": str(folder / row["path"]), "caption": training_caption(row["caption"]),
-                     "structured": row["caption"]} for row in rows]
-        counts[name] = len(rows)
-    with_word = sum("orange" in rec["caption"].split() for rec in records)
+        rows = [{**row, "path": str(folder / row["path"]), "caption": training_caption(row["caption"]),
+                 "structured": row["caption"]} for row in rows]
+        # as the base model's last stage (configs/nano/dit_stage4.yaml): one object's bare prompt only
+        kept = rows if r.args.all_captions else [x for x in rows if caption_triple(x["caption"], cfg) is not None]
+        records += kept
+        counts[name] = len(kept)
+    with_word = sum(word in rec["caption"].split() for rec in records)
     os.replace(write_manifest(records, r.out / "data" / "train.tmp"), r.out / "data" / "train.jsonl")
-    return {"clips": counts, "captions_with_orange": with_word, "text": text_tokens(r.tree),
-            "line": f"{counts.get('new', 0)} orange + {counts.get('replay', 0)} replay clips -> "
+    return {"word": word, "clips": counts, "captions_with_word": with_word, "text": text_tokens(r.tree, word),
+            "line": f"{counts.get('new', 0)} {word} + {counts.get('replay', 0)} replay clips -> "
                     f"{r.out / 'data' / 'train.jsonl'}"}
 
 
@@ -223,7 +260,7 @@ def _eval_setup(r: Run):
 
     card = read_card(r.tree)
     settings = ev.SampleSettings.from_card(card, infer_steps=r.args.eval_steps)
-    sets = prompt_sets(load_nano_config(NEW_CONFIG), r.args.seeds, limit=3 if r.args.quick else None)
+    sets = prompt_sets(load_nano_config(r.args.new_config), r.args.seeds, limit=3 if r.args.quick else None)
     return card, settings, sets
 
 

@@ -130,7 +130,8 @@ def eval_run(r: Recipe) -> dict:
     r.run("eval", [sys.executable, "scripts/eval_nano_i2v.py", "--model-base", str(r.out / "tree"), *extra,
                    "--out", str(report)])
     s = json.loads(report.read_text())["summary"]
-    return {**s, "line": f"first frame {s['first_frame_psnr']:.2f} dB (VAE {s['vae_psnr']:.2f} dB), colour "
+    return {**s, "line": f"first frame {s['first_frame_psnr']:.2f} dB (VAE {s['vae_psnr']:.2f} dB image, "
+                         f"{s['vae_clip_psnr']:.2f} dB in its clip), colour "
                          f"{s['colour_acc']:.1f} %, motion {s['motion_acc']:.1f} %; V2V 0.3: colour kept "
                          f"{s['v2v_colour_kept']:.1f} %, shift {s['v2v_shift_px']:.2f} px; 1.0 vs T2V max "
                          f"|diff| {s['v2v_t2v_max_abs']:.3g}"}

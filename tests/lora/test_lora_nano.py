@@ -56,7 +56,7 @@ def test_lora_nano_quick_end_to_end(tiny_ckpts, tmp_path, capsys):
     (tree / "nano.json").write_text(json.dumps(CARD))
     mod = load_script("lora_nano")
     argv = ["--model-base", str(tree), "--out", str(tmp_path / "run"), "--quick", "--num-videos", "2",
-            "--replay-videos", "1", "--workers", "1"]
+            "--replay-videos", "6", "--workers", "1"]
     report = mod.main(argv)
     assert Path(report["lora"]).is_file()
     assert len(report["tables"]) == 2 and all("base + LoRA" in t for t in report["tables"].values())
@@ -68,10 +68,14 @@ def test_lora_nano_quick_end_to_end(tiny_ckpts, tmp_path, capsys):
     acc = report["acceptance"]
     assert set(acc["old_drop"]) == set(word_eval.ATTRS) and isinstance(report["passed"], bool)
     assert report["wall_seconds"] > 0 and set(report["stage_seconds"]) == set(mod.STAGES) - {"report"}
-    assert report["data"]["captions_with_orange"] >= 2 and report["data"]["clips"]["replay"] >= 1
+    data = report["data"]
+    assert data["word"] == "azure" and data["captions_with_word"] == data["clips"]["new"] == 2
+    assert 1 <= data["clips"]["replay"] < 6  # the bare-prompt ones of the replay clips (as the base's stage 4)
+    train = [json.loads(x) for x in (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(train) == 2 + data["clips"]["replay"] and all(x["caption"].count(" ") <= 6 for x in train)
     assert set(report["data"]["text"]) == {"text_encoder", "text_encoder_2"}
     out = capsys.readouterr().out
-    assert "new word orange" in out and "wall time" in out
+    assert "new word azure" in out and "wall time" in out
     mod.main(argv)  # resume: nothing left to do
     assert out.count("done earlier") == 0 and capsys.readouterr().out.count("done earlier") == len(mod.STAGES)
 
@@ -85,3 +89,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "has no nano.json" in err and "--num-videos must be >= 1" in err
+    with pytest.raises(SystemExit) as e:  # a config that adds no new colour to the base palette
+        mod.main(["--model-base", str(tmp_path), "--out", str(tmp_path / "o"),
+                  "--new-config", str(ROOT / "configs" / "nano" / "dataset.yaml")])
+    assert e.value.code == 2 and "expected one colour not in the base palette" in capsys.readouterr().err

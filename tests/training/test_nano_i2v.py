@@ -70,10 +70,11 @@ def test_eval_report_is_finite_and_v2v_at_strength_1_equals_t2v(i2v_run):
     report = json.loads((i2v_run / "eval_i2v.json").read_text())
     s = report["summary"]
     assert s["clips"] == 2 and len(report["i2v_clips"]) == 2 and len(report["v2v_clips"]) == 2
-    for key in ("first_frame_psnr", "vae_psnr", "psnr_gap_max", "colour_acc", "motion_acc", "v2v_colour_kept",
-                "vae_colour_kept"):
+    for key in ("first_frame_psnr", "vae_psnr", "vae_clip_psnr", "psnr_gap_max", "clip_gap_max", "vae_refs_gap_max",
+                "colour_acc", "motion_acc", "v2v_colour_kept", "vae_colour_kept"):
         assert math.isfinite(s[key]), key
-    assert 0 <= s["psnr_within_1db"] <= 2 and sum(int(v.split("/")[1]) for v in s["motion_by_type"].values()) == 2
+    assert 0 <= s["psnr_within_1db"] <= 2 and 0 <= s["clip_within_1db"] <= 2
+    assert sum(int(v.split("/")[1]) for v in s["motion_by_type"].values()) == 2
     assert 0 <= s["colour_acc"] <= 100 and s["v2v_shift_px"] >= 0 or math.isnan(s["v2v_shift_px"])
     assert s["v2v_t2v_max_abs"] == 0.0  # strength 1 starts from the noise itself: bit-exact text-to-video
     assert "V2V strength 1.0 vs T2V" in report["table"] and "I2V first frame" in report["table"]

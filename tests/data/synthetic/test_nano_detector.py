@@ -38,18 +38,20 @@ def test_detector_inputs_and_outputs():
     assert accuracy([("a", "b", "c")], [("a", "x", "c")]) == {"colour": 1.0, "shape": 0.0, "motion": 1.0}
 
 
-def test_palette_argument_scores_a_new_colour_word():
-    """The LoRA data's new colour (configs/nano/lora_orange.yaml) is found with the extended palette, and the
-    base colours keep their words; with the base palette orange is never reported."""
+@pytest.mark.parametrize("word,config,neighbours", [("orange", "lora_orange.yaml", ("red", "yellow")),
+                                                    ("azure", "lora_azure.yaml", ("cyan", "blue"))])
+def test_palette_argument_scores_a_new_colour_word(word, config, neighbours):
+    """The LoRA data's new colour (configs/nano/lora_*.yaml) is found with the extended palette, and the base
+    colours on either side of its hue keep their words; with the base palette the new word is never reported."""
     from hyvideo.data.synthetic.attributes import load_nano_config
     from hyvideo.data.synthetic.render import render_eval_clip
 
     base = load_nano_config()
-    lora = load_nano_config(Path(__file__).resolve().parents[3] / "configs" / "nano" / "lora_orange.yaml")
+    lora = load_nano_config(Path(__file__).resolve().parents[3] / "configs" / "nano" / config)
     palette = {**base.colours, **lora.colours}
-    for i, triple in enumerate([("orange", "star", "left"), ("orange", "square", "grow")]):
+    for i, triple in enumerate([(word, "star", "left"), (word, "square", "grow")]):
         clip = render_eval_clip(triple, i, background="gradient", cfg=lora)
         assert detect(clip, palette).as_triple() == triple
-        assert detect(clip).colour in ("red", "yellow")
-    for i, colour in enumerate(("red", "yellow")):
+        assert detect(clip).colour in neighbours
+    for i, colour in enumerate(neighbours):
         assert detect(render_eval_clip((colour, "circle", "up"), i, cfg=base), palette).colour == colour
