@@ -198,7 +198,7 @@ def new_word(config: Path) -> tuple[str, object]:
     base, new = load_nano_config(), load_nano_config(config)
     words = [w for w in new.colours if w not in base.colours]
     if len(words) != 1:
-        raise ValueError(f"{config}: expected one colour not in the base palette {sorted(base.colours)}, got {words}")
+        raise ValueError(f"expected one colour not in the base palette {sorted(base.colours)}, got {words}")
     return words[0], dataclasses.replace(base, colours={**base.colours, **new.colours})
 
 
