@@ -194,12 +194,13 @@ def new_word(config: Path) -> tuple[str, object]:
     import dataclasses  # noqa: PLC0415
 
     from hyvideo.data.synthetic.attributes import load_nano_config  # noqa: PLC0415
+    from hyvideo.data.synthetic.word_eval import new_colours  # noqa: PLC0415
 
-    base, new = load_nano_config(), load_nano_config(config)
-    words = [w for w in new.colours if w not in base.colours]
+    base = load_nano_config()
+    words, palette = new_colours(load_nano_config(config))
     if len(words) != 1:
         raise ValueError(f"expected one colour not in the base palette {sorted(base.colours)}, got {words}")
-    return words[0], dataclasses.replace(base, colours={**base.colours, **new.colours})
+    return words[0], dataclasses.replace(base, colours=palette)
 
 
 def stage_data(r: Run) -> dict:

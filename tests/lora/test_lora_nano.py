@@ -11,6 +11,7 @@ import pytest
 
 from hyvideo.data.synthetic import word_eval
 from hyvideo.data.synthetic.attributes import load_nano_config
+from hyvideo.data.synthetic.vocab import caption_triple
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW = ROOT / "configs" / "nano" / "lora_orange.yaml"
@@ -72,7 +73,9 @@ def test_lora_nano_quick_end_to_end(tiny_ckpts, tmp_path, capsys):
     assert data["word"] == "azure" and data["captions_with_word"] == data["clips"]["new"] == 2
     assert 1 <= data["clips"]["replay"] < 6  # the bare-prompt ones of the replay clips (as the base's stage 4)
     train = [json.loads(x) for x in (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()]
-    assert len(train) == 2 + data["clips"]["replay"] and all(x["caption"].count(" ") <= 6 for x in train)
+    _, cfg = mod.new_word(mod.NEW_CONFIG)
+    assert len(train) == 2 + data["clips"]["replay"]
+    assert all(caption_triple(x["caption"], cfg) is not None for x in train), [x["caption"] for x in train]
     assert set(report["data"]["text"]) == {"text_encoder", "text_encoder_2"}
     out = capsys.readouterr().out
     assert "new word azure" in out and "wall time" in out

@@ -91,6 +91,9 @@ def unknown_words(prompt: str, vocab) -> list[str]:
     return out
 
 
+_PHRASE_MOTION = {v: k for k, v in MOTION_PHRASES.items()}  # "moves to the left" -> "left"
+
+
 def caption_triple(caption: str, cfg=None) -> tuple[str, str, str] | None:
     """The (colour, shape, motion) of a caption that is exactly one object's prompt (``"a red circle moves to the
     left."``, full stop optional: :func:`hyvideo.data.synthetic.captions.prompt_for`), else None: two objects, a
@@ -101,6 +104,6 @@ def caption_triple(caption: str, cfg=None) -> tuple[str, str, str] | None:
     words = caption.strip().removesuffix(".").split(" ", 3)
     if len(words) != 4 or words[1] not in cfg.colours or words[2] not in cfg.shapes:
         return None
-    motion = {v: k for k, v in MOTION_PHRASES.items()}.get(words[3])
+    motion = _PHRASE_MOTION.get(words[3])
     triple = (words[1], words[2], motion)
     return triple if motion is not None and prompt_for(triple) == caption.strip().removesuffix(".") else None

@@ -40,15 +40,24 @@ class PromptSet:
         return [(t, s) for t in self.triples for s in self.seeds]
 
 
+def new_colours(new_cfg) -> tuple[list[str], dict]:
+    """The colour words of a new-word data config that the base config (configs/nano/dataset.yaml) lacks, in
+    config order (possibly none), and the detector palette base + those words (word -> RGB 0-255)."""
+    from hyvideo.data.synthetic.attributes import load_nano_config  # noqa: PLC0415
+
+    base = load_nano_config()
+    words = [w for w in new_cfg.colours if w not in base.colours]
+    return words, {**base.colours, **{w: new_cfg.colours[w] for w in words}}
+
+
 def prompt_sets(new_cfg, seeds, limit: int | None = None) -> dict[str, PromptSet]:
     """``{"new": ..., "old": ...}`` for a new-word data config (module docstring); ``limit``: first N triples."""
     from hyvideo.data.synthetic.attributes import heldout_triples, load_nano_config  # noqa: PLC0415
 
     base = load_nano_config()
-    words = [w for w in new_cfg.colours if w not in base.colours]
+    words, palette = new_colours(new_cfg)
     if not words:
         raise ValueError(f"the new-word config adds no colour to the base palette {sorted(base.colours)}")
-    palette = {**base.colours, **{w: new_cfg.colours[w] for w in words}}
     new = tuple(t for t in new_cfg.valid_triples() if t[0] in words)[:limit]
     old = tuple(heldout_triples())[:limit]
     return {"new": PromptSet("new", f"new word {'/'.join(words)}: {len(new)} triples x {len(seeds)} seeds, "
@@ -136,5 +145,5 @@ def strip_clips(scores: dict) -> dict:
     return {k: {a: v for a, v in s.items() if a != "clips"} for k, s in scores.items()}
 
 
-__all__ = ["PromptSet", "prompt_sets", "score_model", "score_reference", "acceptance", "tables", "check_finite",
-           "strip_clips"]
+__all__ = ["PromptSet", "new_colours", "prompt_sets", "score_model", "score_reference", "acceptance", "tables",
+           "check_finite", "strip_clips"]
