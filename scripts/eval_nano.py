@@ -8,7 +8,8 @@ For each held-out (colour, shape, motion) triple of configs/nano/dataset.yaml (5
 model samples "a <colour> <shape> <motion phrase>" with fixed noise; the attribute detector reads the clip back.
 The same triples and seeds rendered as ground truth give the reference rows (see
 hyvideo/data/synthetic/evaluation.py for every figure). Prints one table and writes it, with per-clip records,
-as JSON (--out). Sampling settings default to the tree's nano.json (--steps, --flow-shift, --cfg-scale override).
+as JSON (--out). Sampling settings default to the tree's nano.json (--steps, --flow-shift, --cfg-scale, --size
+override).
 Exit status 2 on bad arguments.
 """
 
@@ -40,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--flow-shift", type=float, default=None)
     p.add_argument("--cfg-scale", type=float, default=None)
+    p.add_argument("--size", type=int, default=None,
+                   help="frame side in pixels (default the card's); clips over 64 px are detected area-downscaled to 64")
     p.add_argument("--text-conditioning", default="llm+clip", choices=["llm+clip", "clip"],
                    help="the DiT's text tokens: the LLM's (released) or CLIP's (a model.text_conditioning=clip DiT)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -55,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         problems.append(f"--steps must be >= 1, got {args.steps}")
     if args.limit is not None and args.limit < 1:
         problems.append(f"--limit must be >= 1, got {args.limit}")
+    if args.size is not None and (args.size < 16 or args.size % 16):
+        problems.append(f"--size must be a multiple of 16 pixels, >= 16, got {args.size}")
     if args.batch_size < 1:
         problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
     if problems:
@@ -73,7 +78,8 @@ def evaluate(args) -> dict:
     torch.manual_seed(0)
     card = read_card(args.model_base)
     settings = ev.SampleSettings.from_card(card, infer_steps=args.steps, flow_shift=args.flow_shift,
-                                           cfg_scale=args.cfg_scale, batch_size=args.batch_size)
+                                           cfg_scale=args.cfg_scale, batch_size=args.batch_size,
+                                           height=args.size, width=args.size)
     pairs = heldout_prompts()
     if args.limit is not None and args.pick == "spread" and args.limit < len(pairs):  # the list is sorted by colour
         pairs = [pairs[round(i * len(pairs) / args.limit)] for i in range(args.limit)]

@@ -185,14 +185,29 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
 
 
+def detector_view(clip: np.ndarray) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 -> the same clip area-downscaled to the data set's ``train_size_px`` (64) px when it is
+    larger and square (a 128 px sample of a 128 px model, as the renders are made: 128 px source, area downscale);
+    other clips unchanged."""
+    from hyvideo.data.synthetic.attributes import load_nano_config  # noqa: PLC0415
+    from hyvideo.data.synthetic.render import downscale  # noqa: PLC0415
+
+    size = load_nano_config().train_size_px
+    if clip.shape[1] == clip.shape[2] > size:
+        return downscale(clip, size)
+    return clip
+
+
 def score_clips(clips: np.ndarray, triples: list[tuple[str, str, str]], palette: dict | None = None) -> dict:
     """Detector accuracy per attribute (%), found rate (%), and the two smoothness figures (means), plus the
     per-clip records under ``"clips"`` (with the detector's measurements, ``stats``: hue in degrees, saturation,
     travel, ...). ``palette`` (colour word -> RGB 0-255; default the data set config's) is what the detector
-    classifies colours against (:func:`~hyvideo.data.synthetic.detect.detect`)."""
+    classifies colours against (:func:`~hyvideo.data.synthetic.detect.detect`). Clips larger than the data set's
+    ``train_size_px`` (64) are area-downscaled to it first (:func:`detector_view`): the size the detector's shape
+    classifier was fitted and validated at; the smoothness figures are measured on the clips as given."""
     rows = []
     for clip, truth in zip(clips, triples):
-        d = detect(clip, palette)
+        d = detect(detector_view(clip), palette)
         row = {"truth": list(truth), "detected": list(d.as_triple()), "found": d.found, "stats": d.stats,
                "smoothness": interpolation_smoothness(clip), "centroid_accel": centroid_acceleration(clip)}
         row.update({f"{a}_ok": got == want for a, got, want in zip(ATTRIBUTES, d.as_triple(), truth)})

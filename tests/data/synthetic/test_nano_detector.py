@@ -55,3 +55,18 @@ def test_palette_argument_scores_a_new_colour_word(word, config, neighbours):
         assert detect(clip).colour in neighbours
     for i, colour in enumerate(neighbours):
         assert detect(render_eval_clip((colour, "circle", "up"), i, cfg=base), palette).colour == colour
+
+
+def test_score_clips_reads_128px_clips_at_the_detectors_size():
+    """A 128 px clip (a 128 px model's sample) is scored as its area-downscaled 64 px view: the renders of the
+    same triples at 128 and 64 px give the same detections; 64 px clips pass through unchanged."""
+    from hyvideo.data.synthetic.evaluation import detector_view, score_clips
+
+    triples = [("red", "star", "left"), ("blue", "square", "up"), ("white", "triangle", "grow")]
+    big = np.stack([render_eval_clip(t, i, size_px=128, background=("plain", "gradient")[i % 2])
+                    for i, t in enumerate(triples)])
+    small = np.stack([render_eval_clip(t, i, background=("plain", "gradient")[i % 2]) for i, t in enumerate(triples)])
+    assert detector_view(big[0]).shape == small[0].shape and np.array_equal(detector_view(small[0]), small[0])
+    got_big, got_small = score_clips(big, triples), score_clips(small, triples)
+    assert [r["detected"] for r in got_big["clips"]] == [list(t) for t in triples]
+    assert [r["detected"] for r in got_small["clips"]] == [list(t) for t in triples]
