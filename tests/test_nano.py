@@ -150,3 +150,16 @@ def test_eval_nano_runs_on_a_tree_with_either_text_conditioning(nano_like_tree, 
     assert all(np.isfinite(report["model"][k]) for k in ("colour_acc", "smoothness", "fd"))
     with pytest.raises(ValueError, match="text_conditioning must be one of .*got 't5'"):
         ev.load_eval_pipeline(nano_like_tree, text_conditioning="t5")
+
+
+def test_eval_nano_size_option(nano_like_tree, tmp_path, capsys):
+    """``--size`` overrides the card's frame side; a side that is not a multiple of 16 px exits 2 and names it."""
+    from tests.conftest import load_script
+
+    script = load_script("eval_nano")
+    report = script.main(["--model-base", str(nano_like_tree), "--limit", "1", "--seeds", "0", "--steps", "1",
+                          "--size", "32", "--out", str(tmp_path / "eval.json")])
+    assert report["settings"]["height"] == report["settings"]["width"] == 32
+    with pytest.raises(SystemExit) as exit_info:
+        script.parse_args(["--model-base", str(nano_like_tree), "--size", "100"])
+    assert exit_info.value.code == 2 and "--size must be a multiple of 16 pixels, >= 16, got 100" in capsys.readouterr().err
