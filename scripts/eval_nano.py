@@ -58,8 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         problems.append(f"--steps must be >= 1, got {args.steps}")
     if args.limit is not None and args.limit < 1:
         problems.append(f"--limit must be >= 1, got {args.limit}")
-    if args.size is not None and (args.size < 16 or args.size % 16):
-        problems.append(f"--size must be a multiple of 16 pixels, >= 16, got {args.size}")
+    from hyvideo.pipeline import SIZE_MULTIPLE  # noqa: PLC0415  (the pipeline's own rule for frame sizes)
+
+    if args.size is not None and (args.size <= 0 or args.size % SIZE_MULTIPLE):
+        problems.append(f"--size must be a positive multiple of {SIZE_MULTIPLE} pixels, got {args.size}")
     if args.batch_size < 1:
         problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
     if problems:

@@ -199,7 +199,7 @@ def new_word(config: Path) -> tuple[str, object]:
     base = load_nano_config()
     words, palette = new_colours(load_nano_config(config))
     if len(words) != 1:
-        raise ValueError(f"expected one colour not in the base palette {sorted(base.colours)}, got {words}")
+        raise ValueError(f"{config}: expected one colour not in the base palette {sorted(base.colours)}, got {words}")
     return words[0], dataclasses.replace(base, colours=palette)
 
 

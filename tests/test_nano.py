@@ -162,4 +162,4 @@ def test_eval_nano_size_option(nano_like_tree, tmp_path, capsys):
     assert report["settings"]["height"] == report["settings"]["width"] == 32
     with pytest.raises(SystemExit) as exit_info:
         script.parse_args(["--model-base", str(nano_like_tree), "--size", "100"])
-    assert exit_info.value.code == 2 and "--size must be a multiple of 16 pixels, >= 16, got 100" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--size must be a positive multiple of 16 pixels, got 100" in capsys.readouterr().err
