@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.ui.conftest import job_args
+from tests.ui.conftest import JOB, job_args
 
 pytest.importorskip("gradio_client")
 
@@ -45,7 +45,10 @@ def test_three_jobs_submitted_at_once_all_finish_in_order(ui_server):
     client = _client(ui_server)
     jobs, ranks = [], set()
     for i in range(3):  # submitted back to back; each is in the queue before the next is sent
-        jobs.append(client.submit(*job_args(f"job {i}", seed=100 + i), api_name="/generate"))
+        # job 0 runs 40 steps (about a second), so that it cannot finish before job 2 is queued behind job 1: a
+        # 2-step job 0 sometimes did, and job 2 was then only ever told rank 0
+        steps = 40 if i == 0 else JOB["infer_steps"]
+        jobs.append(client.submit(*job_args(f"job {i}", seed=100 + i, infer_steps=steps), api_name="/generate"))
         end = time.monotonic() + 30
         while jobs[-1].status().code.name in ("STARTING",) and time.monotonic() < end:
             time.sleep(0.05)
