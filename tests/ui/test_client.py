@@ -45,8 +45,8 @@ def test_three_jobs_submitted_at_once_all_finish_in_order(ui_server):
     client = _client(ui_server)
     jobs, ranks = [], set()
     for i in range(3):  # submitted back to back; each is in the queue before the next is sent
-        # job 0 runs 40 steps (about a second), so that it cannot finish before job 2 is queued behind job 1: a
-        # 2-step job 0 sometimes did, and job 2 was then only ever told rank 0
+        # job 0 runs 40 denoising steps, so that it is still running when job 2 is queued behind job 1: a 2-step
+        # job 0 sometimes finished first, and job 2 was then only ever told rank 0
         steps = 40 if i == 0 else JOB["infer_steps"]
         jobs.append(client.submit(*job_args(f"job {i}", seed=100 + i, infer_steps=steps), api_name="/generate"))
         end = time.monotonic() + 30
