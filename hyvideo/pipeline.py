@@ -95,6 +95,10 @@ class HunyuanVideoPipeline:
             ``"dit"``, ``"vae"`` (a DiT whose blocks are streamed by :mod:`hyvideo.accel.offload` is not listed).
         step_cache: the :class:`hyvideo.accel.step_cache.FirstBlockCache` installed by ``accel.apply`` (reset
             before every video), or None.
+        default_negative_prompt: the CFG negative used when a call passes none: None = the released
+            ``NEGATIVE_PROMPT`` (``NEGATIVE_PROMPT_I2V``); a model that was trained with text dropout on the empty
+            caption and never saw those words (the nano model: its card's ``negative_prompt: ""``) sets ``""``,
+            which encodes the empty caption, the unconditional it learned.
     """
 
     dit: nn.Module
@@ -104,17 +108,20 @@ class HunyuanVideoPipeline:
     device: torch.device = torch.device("cpu")
     offload: tuple[str, ...] = ()
     step_cache: object = None
+    default_negative_prompt: str | None = None
 
     @property
     def condition_type(self) -> str | None:
         """The DiT's ``i2v_condition_type``: None (text-to-video), ``"latent_concat"`` or ``"token_replace"``."""
         return getattr(self.dit, "i2v_condition_type", None)
 
-    def encode_text(self, prompts: list[str], video_length: int, images: list | None = None):
+    def encode_text(self, prompts: list[str], video_length: int, images: list | None = None,
+                    allow_empty: bool = False):
         """LLM states ``[B, L_txt, D_txt]``, mask ``[B, L_txt]`` and CLIP pooled ``[B, D_2]``.
 
         ``images`` (one RGB PIL image per prompt) go with the prompts through the LLaVA encoder of an I2V pipeline;
         a text-only encoder (an I2V DiT trained on text-only states, e.g. the nano one) reads the prompts alone.
+        ``allow_empty`` encodes an empty prompt as the empty caption (the CFG negative of a text-dropout model).
         """
         from hyvideo.text.encoders import encode_prompts  # noqa: PLC0415
         from hyvideo.text.llava_i2v import LlavaI2VTextEncoder  # noqa: PLC0415
@@ -122,7 +129,8 @@ class HunyuanVideoPipeline:
         off = "text" in self.offload
         with placed(self.text_encoder, self.device, off), placed(self.text_encoder_2, self.device, off):
             if images is None or not isinstance(self.text_encoder, LlavaI2VTextEncoder):
-                emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length)
+                emb = encode_prompts(self.text_encoder, self.text_encoder_2, prompts, video_length,
+                                     allow_empty=allow_empty)
                 return emb.states, emb.mask, emb.pooled
             states, mask = self.text_encoder(prompts, images, allow_empty=True)
             return states, mask, self.text_encoder_2(prompts, allow_empty=True)
@@ -187,8 +195,8 @@ class HunyuanVideoPipeline:
             embedded_guidance_scale: distilled guidance fed to ``guidance_in`` as ``scale * 1000`` in the DiT's
                 dtype (bf16 turns 6.0 into 6016, as the released pipeline); ignored if the DiT has none.
             cfg_scale: real classifier-free guidance (> 1 runs [uncond, cond] as one batch).
-            negative_prompt: for cfg > 1; None/empty = the released ``NEGATIVE_PROMPT`` (``NEGATIVE_PROMPT_I2V``
-                with a black image for image-to-video).
+            negative_prompt: for cfg > 1; None/empty = :attr:`default_negative_prompt`, whose None is the
+                released ``NEGATIVE_PROMPT`` (``NEGATIVE_PROMPT_I2V`` with a black image for image-to-video).
             latents: optional initial noise ``[B, 16, T_z, H_z, W_z]`` (overrides ``seeds``).
             vae_tiling: encode / decode with the VAE's tiles (released default on).
             output_type: ``"video"`` (decoded) or ``"latent"``.
@@ -296,11 +304,14 @@ class HunyuanVideoPipeline:
         b, do_cfg = len(prompts), cfg_scale > 1.0
         dit_dtype = next(p.dtype for p in self.dit.parameters() if p.dtype.itemsize > 1)
         if do_cfg:
-            default_negative = NEGATIVE_PROMPT if images is None else NEGATIVE_PROMPT_I2V
+            default_negative = self.default_negative_prompt
+            if default_negative is None:
+                default_negative = NEGATIVE_PROMPT if images is None else NEGATIVE_PROMPT_I2V
             negative = [negative_prompt or default_negative] * b
             black = None if images is None else [_black_like(im) for im in images]
+            # the prompts were checked non-empty up front; only the negative may be the empty caption
             states, mask, pooled = self.encode_text(negative + list(prompts), video_length,
-                                                    None if images is None else black + images)
+                                                    None if images is None else black + images, allow_empty=True)
         else:
             states, mask, pooled = self.encode_text(list(prompts), video_length, images)
         states, mask, pooled = (x.to(self.device) for x in (states, mask, pooled))

@@ -68,7 +68,9 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
         log: one-line progress messages.
 
     Returns:
-        The pipeline (no accelerated paths applied yet: see :func:`hyvideo.accel.apply`).
+        The pipeline (no accelerated paths applied yet: see :func:`hyvideo.accel.apply`). A tree with a nano model
+        card (``nano.json``) whose ``sampling.negative_prompt`` is a string sets the pipeline's
+        ``default_negative_prompt`` to it (``""``: the empty caption its text dropout trained, logged).
 
     Raises:
         FileNotFoundError, WeightLoadError, ValueError: missing / unreadable / mismatched weights, bad mode.
@@ -98,4 +100,18 @@ def load_pipeline(model_base: str | os.PathLike, *, dit_weight: str | os.PathLik
         llm = load_llava_i2v_text_encoder(paths.text_encoder, dtype=text_dtype, device=text_home,
                                           image_embed_interleave=interleave)
     clip = load_clip_text_encoder(paths.text_encoder_2, dtype=text_dtype, device=text_home)
-    return HunyuanVideoPipeline(dit, vae, llm, clip, device=device, offload=moved)
+    return HunyuanVideoPipeline(dit, vae, llm, clip, device=device, offload=moved,
+                                default_negative_prompt=_card_negative_prompt(model_base, log))
+
+
+def _card_negative_prompt(model_base: str | os.PathLike, log) -> str | None:
+    """The CFG negative a nano model card recommends (a string, ``""`` = the empty caption), or None (released)."""
+    from hyvideo.nano import CARD_FILE, read_card  # noqa: PLC0415
+
+    card = read_card(model_base) if Path(model_base).is_dir() else None
+    negative = None if card is None else card["sampling"].get("negative_prompt")
+    if not isinstance(negative, str):
+        return None
+    log(f"CFG negative prompt: {negative!r} (from {CARD_FILE}; '' = the empty caption, the unconditional the "
+        f"model's text dropout trained, instead of the released negative prompt it never saw)")
+    return negative

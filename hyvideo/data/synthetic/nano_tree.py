@@ -101,6 +101,8 @@ def write_model_card(tree: Path, card: dict, progress: dict, tables: dict[str, s
                         for name, e in progress.items() if isinstance(e, dict) and "seconds" in e)
     evals = "\n\n".join(f"{title}:\n\n```\n{table}\n```" for title, table in tables.items())
     rec = card["sampling"]
+    negative = ("; the negative prompt is the empty caption, the unconditional its text dropout trained"
+                if rec.get("negative_prompt") == "" and rec["cfg_scale"] > 1 else "")
     text = f"""# {card['name']}
 
 {card['description']}
@@ -134,7 +136,7 @@ single-stream blocks, 3D RoPE, token refiner, {card.get('parameters', 'a few mil
 
 `python sample_video.py --prompt "{rec['example']}"` ({rec['video_size'][0]}x{rec['video_size'][1]} px, \
 {rec['video_length']} frames at {rec.get('fps', 24)} fps, {rec['infer_steps']} steps, flow shift \
-{rec['flow_shift']}, CFG {rec['cfg_scale']}).
+{rec['flow_shift']}, CFG {rec['cfg_scale']}{negative}).
 
 Vocabulary: {' '.join(card['vocabulary'])}.
 
