@@ -108,7 +108,7 @@ def _card_negative_prompt(model_base: str | os.PathLike, log) -> str | None:
     """The CFG negative a nano model card recommends (a string, ``""`` = the empty caption), or None (released)."""
     from hyvideo.nano import CARD_FILE, read_card  # noqa: PLC0415
 
-    card = read_card(model_base) if Path(model_base).is_dir() else None
+    card = read_card(model_base)  # None when the tree has no nano.json
     negative = None if card is None else card["sampling"].get("negative_prompt")
     if not isinstance(negative, str):
         return None
