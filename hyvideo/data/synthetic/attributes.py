@@ -50,6 +50,8 @@ class NanoConfig:
     scale_rate: tuple[float, float]
     rotate_speed_deg: tuple[float, float]
     object_radius: tuple[float, float]
+    small_radius: tuple[float, float]
+    object_angle_deg: tuple[float, float]
     camera_speed: tuple[float, float]
     p_two_objects: float
     p_camera: float

@@ -18,7 +18,6 @@ from hyvideo.data.synthetic.attributes import MOVES, ClipSpec, NanoConfig, Objec
 from hyvideo.data.synthetic.geometry import view_circle
 
 MARGIN = 0.03  # objects keep this far (frame-side fraction) from the view border on every frame
-SMALL_RADIUS = (0.085, 0.095)  # circumradius where grow starts and shrink ends (fraction of the side)
 # Background HSV values (0-1). Dark, so that every object colour has a luma contrast of >= ~25 grey levels
 # with the background: the curation's clarity score is computed on luma, and a blue shape on mid grey has
 # almost none (and would be rejected as blurred).
@@ -41,13 +40,14 @@ def _object(cfg: NanoConfig, triple, num_frames: int, rng: np.random.Generator, 
     colour, shape, motion = triple
     rate = _rate(cfg, motion, rng)
     if motion == "grow":
-        radius = rng.uniform(*SMALL_RADIUS) * scale
+        radius = rng.uniform(*cfg.small_radius) * scale
     elif motion == "shrink":
-        radius = rng.uniform(*SMALL_RADIUS) * scale * rate ** (num_frames - 1)
+        radius = rng.uniform(*cfg.small_radius) * scale * rate ** (num_frames - 1)
     else:
         radius = rng.uniform(*cfg.object_radius) * scale
     x, y = rng.uniform(0.1, 0.9, 2)
-    return ObjectSpec(colour, shape, motion, float(x), float(y), float(radius), float(rng.uniform(0, 360)), rate)
+    return ObjectSpec(colour, shape, motion, float(x), float(y), float(radius),
+                      float(rng.uniform(*cfg.object_angle_deg)), rate)
 
 
 def _fits(objs: list[ObjectSpec], camera: str, camera_rate: float, num_frames: int) -> bool:

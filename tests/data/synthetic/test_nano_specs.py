@@ -101,3 +101,17 @@ def test_joined_video_ranges_and_negatives():
     assert energy[1] < 0.2 * energy[0]
     with pytest.raises(ValueError, match="not a valid"):
         eval_spec(("red", "circle", "rotate"), 0)
+
+
+def test_geometry_keys_set_angle_and_radii():
+    """``object_angle_deg`` [0, 0] draws every shape upright; ``object_radius`` / ``small_radius`` bound the size."""
+    cfg = dataclasses.replace(load_nano_config(), object_angle_deg=(0.0, 0.0), object_radius=(0.2, 0.25),
+                              small_radius=(0.12, 0.14), motion_speed=(0.013, 0.016))
+    objs = [o for i in range(40) for o in sample_clip_spec(np.random.default_rng([3, i]), cfg).objects]
+    assert all(o.angle_deg == 0.0 for o in objs)
+    single = [o for i in range(40) for m in ("left", "grow")
+              for o in eval_spec(("red", "star", m), i, cfg=cfg).objects]
+    assert all(0.2 <= o.radius <= 0.25 for o in single if o.motion == "left")
+    assert all(0.12 <= o.radius <= 0.14 for o in single if o.motion == "grow")
+    default = [o for i in range(40) for o in sample_clip_spec(np.random.default_rng([3, i])).objects]
+    assert len({round(o.angle_deg) for o in default}) > 20
