@@ -104,7 +104,7 @@ def test_joined_video_ranges_and_negatives():
 
 
 def test_geometry_keys_set_angle_and_radii():
-    """``object_angle_deg`` [0, 0] draws every shape upright; ``object_radius`` / ``small_radius`` bound the size."""
+    """``object_angle_deg`` [0, 0] draws shapes upright; ``object_radius`` / ``small_radius`` bound the size."""
     cfg = dataclasses.replace(load_nano_config(), object_angle_deg=(0.0, 0.0), object_radius=(0.2, 0.25),
                               small_radius=(0.12, 0.14), motion_speed=(0.013, 0.016))
     objs = [o for i in range(40) for o in sample_clip_spec(np.random.default_rng([3, i]), cfg).objects]
