@@ -141,6 +141,21 @@ class Page:
     def css(self, selector: str):
         return self.d.find_element(self.By.CSS_SELECTOR, selector)
 
+    def wait_text(self, selector: str, text: str, timeout: float = 30.0) -> str:
+        """Wait until the element's text contains ``text`` (it is updated by a server round trip, slower when the
+        machine is loaded); returns the text. Raises selenium's TimeoutException with the last text seen."""
+        seen = [""]
+
+        def has(_):
+            seen[0] = self.css(selector).text
+            return text in seen[0]
+
+        try:
+            self.wait(timeout).until(has)
+        except Exception as e:  # TimeoutException: name what was there instead
+            raise type(e)(f"{selector} never showed {text!r} in {timeout} s; last text {seen[0]!r}") from e
+        return seen[0]
+
     def set_prompt(self, text: str) -> None:
         box = self.css("#prompt textarea")
         box.clear()

@@ -27,7 +27,7 @@ def test_page_generates_a_playable_video_and_shows_errors(page):
     page.set_prompt("A red ball bounces on the grass.")
     page.pick("resolution", "64px")
     page.pick("aspect", "16:9")
-    assert "64 x 112" in page.css("#size").text
+    assert "64 x 112" in page.wait_text("#size", "64 x 112")
     result = page.generate(timeout=180)
     assert "video" in result, result
     v = page.play()
@@ -37,7 +37,7 @@ def test_page_generates_a_playable_video_and_shows_errors(page):
     rows = [r.text for r in page.d.find_elements(page.By.CSS_SELECTOR, '#history [role="row"].virtual-row')]
     assert len(rows) == 1 and "64x112" in rows[0], rows  # this session's history
 
-    assert "9 frames at 64x112" in page.css("#result").text
+    assert "9 frames at 64x112" in page.wait_text("#result", "9 frames at 64x112")
 
     # another size: the next job succeeds too
     page.pick("resolution", "128px")
