@@ -168,7 +168,8 @@ class AttributeCaptioner:
     Its ``camera_movement`` is the rendered camera move, so the curation keeps it instead of the camera
     classifier's label (``camera_is_ground_truth``): the optical-flow classifier reads a large object moving
     across a plain background as a pan or zoom (on 3958 curated clips of objects at circumradius 0.2-0.25 it
-    put a wrong camera sentence into 1277 captions, e.g. "a red star moves to the right. the camera pans left.").
+    wrote a wrong camera move into 1277 captions, and a wrong prompt sentence into 823 of them, e.g. "a red
+    star moves to the right. the camera pans left.").
     """
 
     camera_is_ground_truth = True
