@@ -142,8 +142,10 @@ class Page:
         return self.d.find_element(self.By.CSS_SELECTOR, selector)
 
     def wait_text(self, selector: str, text: str, timeout: float = 30.0) -> str:
-        """Wait until the element's text contains ``text`` (it is updated by a server round trip, slower when the
+        """Wait until the element's text contains ``text`` (a server round trip updates it, slower when the
         machine is loaded); returns the text. Raises selenium's TimeoutException with the last text seen."""
+        from selenium.common.exceptions import TimeoutException  # noqa: PLC0415
+
         seen = [""]
 
         def has(_):
@@ -152,8 +154,9 @@ class Page:
 
         try:
             self.wait(timeout).until(has)
-        except Exception as e:  # TimeoutException: name what was there instead
-            raise type(e)(f"{selector} never showed {text!r} in {timeout} s; last text {seen[0]!r}") from e
+        except TimeoutException as e:  # name what was there instead
+            msg = f"{selector} never showed {text!r} in {timeout} s; last text {seen[0]!r}"
+            raise TimeoutException(msg) from e
         return seen[0]
 
     def set_prompt(self, text: str) -> None:

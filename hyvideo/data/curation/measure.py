@@ -210,13 +210,14 @@ def measure_views(views: dict[int, dict[str, np.ndarray]], clip: Clip, info: Vid
 
 def _add_caption(row: dict, captioner, frames: list[np.ndarray], clip: Clip, info: VideoInfo, cam,
                  min_confidence: float) -> None:
-    from hyvideo.data.curation.captions import add_camera_movement  # noqa: PLC0415
+    from hyvideo.data.curation.captions import add_camera_movement, validate_caption  # noqa: PLC0415
 
     try:  # a malformed answer costs this clip its caption, not the video its rows
         cap = captioner(frames, source=info.path, span=(clip.start_frame, clip.end_frame))
         if getattr(captioner, "camera_is_ground_truth", False):  # the classifier's label stays in its column
-            min_confidence = float("inf")
-        row["caption"] = add_camera_movement(cap, cam.label, cam.confidence, min_confidence)
+            row["caption"] = validate_caption(cap)
+        else:
+            row["caption"] = add_camera_movement(cap, cam.label, cam.confidence, min_confidence)
     except ValueError as e:
         log.warning("no caption for %s [%d, %d): %s", info.path, clip.start_frame, clip.end_frame, e)
 
