@@ -63,7 +63,7 @@ QUICK = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (created; rerun with the same folder to resume)")
-    p.add_argument("--num-videos", type=int, default=None, help="rendered videos (default 2000; --quick: 24)")
+    p.add_argument("--num-videos", type=int, default=None, help="rendered videos (default 4000; --quick: 24)")
     p.add_argument("--seed", type=int, default=0, help="data set seed")
     p.add_argument("--workers", type=int, default=2, help="processes for rendering and curation")
     p.add_argument("--quick", action="store_true", help="tiny setting: every stage in seconds (tests)")
@@ -85,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         errors.append(f"--out {out} is a file; give a folder")
     if errors:
         p.error("; ".join(errors))
-    args.num_videos = args.num_videos or (24 if args.quick else 2000)
+    args.num_videos = args.num_videos or (24 if args.quick else 4000)
     return args
 
 
