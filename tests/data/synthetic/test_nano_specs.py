@@ -65,7 +65,7 @@ def test_eval_clip_motion_is_visible_at_64px_17_frames(motion):
     travel, growth = np.hypot(x1 - x0, y1 - y0), seg.areas[-1] / seg.areas[0]
     if motion in ("left", "right", "up", "down"):
         least = 16 * load_nano_config().motion_speed[0]  # the slowest move of the config over 16 frame steps
-        assert least >= 0.2  # a fifth of the frame side (>= 12 px at 64 px): the detector's direction test needs it
+        assert least >= 0.2  # a fifth of the side (>= 12 px at 64 px), what the direction test needs
         assert travel >= 0.9 * least
         dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[motion]
         assert (x1 - x0) * dx + (y1 - y0) * dy > 0.85 * least
@@ -106,7 +106,8 @@ def test_joined_video_ranges_and_negatives():
 
 
 def test_geometry_keys_set_angle_and_radii():
-    """``object_angle_deg`` [0, 0] draws shapes upright, [0, 360] at random angles; ``object_radius`` / ``small_radius`` bound the size."""
+    """``object_angle_deg`` [0, 0] draws shapes upright, [0, 360] at random angles; ``object_radius`` /
+    ``small_radius`` bound the size."""
     cfg = dataclasses.replace(load_nano_config(), object_angle_deg=(0.0, 0.0), object_radius=(0.2, 0.25),
                               small_radius=(0.12, 0.14), motion_speed=(0.013, 0.016))
     objs = [o for i in range(40) for o in sample_clip_spec(np.random.default_rng([3, i]), cfg).objects]
