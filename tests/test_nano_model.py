@@ -3,8 +3,7 @@
 Three prompts of trained (colour, shape, motion) combinations, fixed seeds, fewer Euler steps than the card's;
 the attribute detector (validated on rendered clips, tests/data/synthetic/test_nano_detector.py) reads the
 colour back from the sampled 64x64, 17-frame clips. (The previous shipped model drew red as orange, so the red
-prompt here moves down; the current one reads red in 6 of 6 seeds of the README
-example, docs/nano.md.)
+prompt here moves down; the current one reads red in 6 of 6 seeds of the README example, docs/nano.md.)
 """
 
 from __future__ import annotations
