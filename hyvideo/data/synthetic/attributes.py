@@ -97,16 +97,34 @@ class NanoConfig:
         return [t for t in self.valid_triples() if t not in held]
 
 
+def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict:
+    """The YAML mapping of ``path`` over its ``base`` file's (recursively); top-level keys replace."""
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: 'base' files form a cycle: {[str(p) for p in seen]}")
+    tree = yaml.safe_load(path.read_text())
+    if not isinstance(tree, dict):
+        raise ValueError(f"{path}: expected a YAML mapping of config keys, got {type(tree).__name__}")
+    if "base" not in tree:
+        return tree
+    base = tree.pop("base")
+    return {**_read_with_base(path.parent / str(base), seen + (path.resolve(),)), **tree}
+
+
 @functools.lru_cache(maxsize=4)
 def load_nano_config(path: str | Path | None = None) -> NanoConfig:
     """Read and validate the data set config (default ``configs/nano/dataset.yaml``); cached per path.
 
+    A config may start from another one: ``base: dataset.yaml`` (a path relative to the file) reads that file
+    first, and every top-level key of this file replaces the base's whole value (``colours: {azure: ...}`` is
+    the only colour). The LoRA data configs use it, so the geometry lives in ``dataset.yaml`` once.
+
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: missing or unknown keys, or a config that fails :class:`NanoConfig` validation.
+        FileNotFoundError: no such file (or base file).
+        ValueError: missing or unknown keys, a cycle of ``base`` files, or a config that fails
+            :class:`NanoConfig` validation.
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    tree = yaml.safe_load(path.read_text())
+    tree = _read_with_base(path, ())
     fields = {f.name for f in dataclasses.fields(NanoConfig)}
     if set(tree) != fields:
         raise ValueError(f"{path}: missing keys {sorted(fields - set(tree))}, "

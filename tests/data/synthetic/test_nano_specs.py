@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hyvideo.data.synthetic.attributes import ClipSpec, heldout_triples, load_nano_config
+from hyvideo.data.synthetic.attributes import DEFAULT_CONFIG, ClipSpec, heldout_triples, load_nano_config
 from hyvideo.data.synthetic.geometry import apply_h, camera_matrix
 from hyvideo.data.synthetic.render import render_eval_clip, render_shot, render_video
 from hyvideo.data.synthetic.sampling import eval_spec, sample_clip_spec, sample_video
@@ -30,6 +31,22 @@ def test_vocabulary_and_heldout_design():
     with pytest.raises(ValueError, match="removes colours"):
         dataclasses.replace(cfg, heldout=tuple(t for t in cfg.valid_triples() if t[0] == "red"))
 
+
+
+def test_config_base_file_supplies_the_keys_a_config_does_not_set(tmp_path):
+    base = load_nano_config()
+    (tmp_path / "dataset.yaml").write_text(Path(DEFAULT_CONFIG).read_text())
+    (tmp_path / "lora.yaml").write_text("base: dataset.yaml\ncolours: {teal: [0, 128, 128]}\nheldout: []\n")
+    cfg = load_nano_config(tmp_path / "lora.yaml")
+    assert list(cfg.colours) == ["teal"] and cfg.heldout == ()        # set keys replace the whole value
+    assert cfg.object_radius == base.object_radius and cfg.shapes == base.shapes  # the rest is the base's
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_nano_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: dataset.yaml\nobject_size: 3\n")
+    with pytest.raises(ValueError, match="unknown keys \\['object_size'\\]"):
+        load_nano_config(tmp_path / "c.yaml")
 
 def test_specs_are_deterministic_and_never_use_heldout_triples():
     cfg = load_nano_config()
