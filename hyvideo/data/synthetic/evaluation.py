@@ -249,6 +249,7 @@ def vae_round_trip(vae, clips: np.ndarray, batch_size: int = 8) -> np.ndarray:
             out.append(to_clips((y + 1) / 2))
     return np.concatenate(out)
 
+
 def summary_table(rows: dict[str, dict]) -> str:
     """A fixed-width table of ``{name: scores}`` (accuracies %, found %, smoothness, centroid accel, FD)."""
     cols = [("colour_acc", "colour %", "{:.1f}"), ("shape_acc", "shape %", "{:.1f}"), ("motion_acc", "motion %", "{:.1f}"),
