@@ -72,10 +72,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def evaluate(args) -> dict:
     """Sample, detect, score; returns the report (also written to ``args.out``)."""
+    import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
     from hyvideo.data.synthetic import evaluation as ev  # noqa: PLC0415
     from hyvideo.data.synthetic.captions import heldout_prompts  # noqa: PLC0415
+    from hyvideo.eval.vae_recon import load_eval_vae, reconstruct_frames  # noqa: PLC0415
     from hyvideo.nano import read_card  # noqa: PLC0415
 
     torch.manual_seed(0)
@@ -101,7 +103,10 @@ def evaluate(args) -> dict:
     sample_s = time.perf_counter() - t0
     real = ev.render_reference(triples, seeds, settings)
     real_b = ev.render_reference(triples, [s + 100 for s in seeds], settings)
-    round_trip = ev.vae_round_trip(pipe.vae, real_b, settings.batch_size)
+    vae = load_eval_vae(args.model_base)  # the tree's VAE as the pipeline has it (fp32, accelerated paths)
+    bs = settings.batch_size
+    round_trip = np.concatenate([reconstruct_frames(vae, torch.from_numpy(real_b[i:i + bs])).numpy()
+                                 for i in range(0, len(real_b), bs)])
     model, reference = ev.score_clips(clips, triples), ev.score_clips(real, triples)
     ceiling = ev.score_clips(round_trip, triples)
     feats_real = ev.frame_features(real)

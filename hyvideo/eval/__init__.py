@@ -6,7 +6,7 @@ Library entry points (``scripts/evaluate.py`` is their CLI; see ``docs/evaluatio
   two ``[T, H, W, 3]`` uint8 videos.
 - :func:`hyvideo.eval.vae_recon.load_eval_vae` / :func:`hyvideo.eval.vae_recon.vae_reconstruction`
   ``(vae, items, num_frames=..., size=...)``: reconstruction metrics of any VAE we load;
-  :func:`hyvideo.eval.vae_recon.reconstruct_frames` ``(vae, frames)`` for one in-memory clip.
+  :func:`hyvideo.eval.vae_recon.reconstruct_frames` ``(vae, frames)`` for in-memory clips (one, or a batch).
 - :func:`hyvideo.eval.fvd.fvd` ``(real_videos, fake_videos, feature_model)`` with
   :func:`hyvideo.eval.fvd.load_feature_model` (local I3D TorchScript or VideoMAE folder).
 - :func:`hyvideo.eval.clip_score.clip_score` ``(videos, prompts, clip_dir)``.

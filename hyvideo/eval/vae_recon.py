@@ -169,12 +169,15 @@ def check_inputs(vae: EvalVAE, items: list[MediaItem], num_frames: int) -> None:
 
 
 def reconstruct_frames(vae: EvalVAE, frames: torch.Tensor) -> torch.Tensor:
-    """8-bit reconstruction of 8-bit frames: ``[T, H, W, 3]`` uint8 -> ``[T, H, W, 3]`` uint8 (clamped, rounded).
+    """8-bit reconstruction of 8-bit frames: ``[T, H, W, 3]`` uint8 -> ``[T, H, W, 3]`` uint8 (clamped, rounded);
+    a batch of clips ``[B, T, H, W, 3]`` goes through the VAE as one batch and comes back ``[B, T, H, W, 3]``.
 
     T must suit the VAE (``1 + 4k`` for ours) and H, W be multiples of ``vae.spatial``. Score the result with
     :func:`hyvideo.eval.frame_metrics.frame_metrics` ``(frames, reconstruct_frames(vae, frames))``.
     """
-    return to_uint8(vae.reconstruct(to_unit(frames))[0].permute(1, 2, 3, 0).clamp(-1, 1))
+    clips = frames if frames.dim() == 5 else frames[None]
+    out = to_uint8(vae.reconstruct(torch.cat([to_unit(c) for c in clips])).permute(0, 2, 3, 4, 1).clamp(-1, 1))
+    return out if frames.dim() == 5 else out[0]
 
 
 def vae_reconstruction(vae: EvalVAE, items: list[MediaItem], *, num_frames: int,

@@ -233,23 +233,6 @@ def render_reference(triples: list[tuple[str, str, str]], seeds: list[int], s: S
                      for t, seed in zip(triples, seeds)])
 
 
-def vae_round_trip(vae, clips: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """``[N, T, H, W, 3]`` uint8 clips encoded and decoded by ``vae`` (the posterior mean), same shape and dtype.
-
-    Scored like a model's samples, the round trip of the rendered ground truth is the ceiling that any DiT
-    decoding through this VAE can reach: a hue the VAE shifts (cyan decoded as blue) caps colour accuracy no
-    matter what the DiT does. ``T`` must be 1 + 4k (the causal VAE's temporal compression)."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(clips), batch_size):
-            x = torch.from_numpy(clips[i:i + batch_size]).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-            param = next(vae.parameters())
-            z = vae.encode(x.to(param.device, param.dtype)).latent_dist.mode()
-            y = vae.decode(z).sample.float().clamp(-1, 1).cpu()
-            out.append(to_clips((y + 1) / 2))
-    return np.concatenate(out)
-
-
 def summary_table(rows: dict[str, dict]) -> str:
     """A fixed-width table of ``{name: scores}`` (accuracies %, found %, smoothness, centroid accel, FD)."""
     cols = [("colour_acc", "colour %", "{:.1f}"), ("shape_acc", "shape %", "{:.1f}"), ("motion_acc", "motion %", "{:.1f}"),
@@ -264,4 +247,4 @@ def summary_table(rows: dict[str, dict]) -> str:
 
 __all__ = ["SampleSettings", "load_eval_pipeline", "sample_videos", "sample_clips", "to_clips", "score_clips", "render_reference",
            "frame_features", "frechet_distance", "interpolation_smoothness", "centroid_acceleration",
-           "summary_table", "vae_round_trip", "asdict"]
+           "summary_table", "asdict"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,10 +31,9 @@ def test_vocabulary_and_heldout_design():
         dataclasses.replace(cfg, heldout=tuple(t for t in cfg.valid_triples() if t[0] == "red"))
 
 
-
 def test_config_base_file_supplies_the_keys_a_config_does_not_set(tmp_path):
     base = load_nano_config()
-    (tmp_path / "dataset.yaml").write_text(Path(DEFAULT_CONFIG).read_text())
+    (tmp_path / "dataset.yaml").write_text(DEFAULT_CONFIG.read_text())
     (tmp_path / "lora.yaml").write_text("base: dataset.yaml\ncolours: {teal: [0, 128, 128]}\nheldout: []\n")
     cfg = load_nano_config(tmp_path / "lora.yaml")
     assert list(cfg.colours) == ["teal"] and cfg.heldout == ()        # set keys replace the whole value
@@ -47,6 +45,7 @@ def test_config_base_file_supplies_the_keys_a_config_does_not_set(tmp_path):
     (tmp_path / "c.yaml").write_text("base: dataset.yaml\nobject_size: 3\n")
     with pytest.raises(ValueError, match="unknown keys \\['object_size'\\]"):
         load_nano_config(tmp_path / "c.yaml")
+
 
 def test_specs_are_deterministic_and_never_use_heldout_triples():
     cfg = load_nano_config()
