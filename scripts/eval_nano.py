@@ -8,8 +8,9 @@ For each held-out (colour, shape, motion) triple of configs/nano/dataset.yaml (5
 model samples "a <colour> <shape> <motion phrase>" with fixed noise; the attribute detector reads the clip back.
 The same triples rendered as ground truth with other seeds give the reference row, and the same renders
 encoded and decoded by the tree's VAE the ceiling row (what any DiT decoding through this VAE can reach; see
-hyvideo/data/synthetic/evaluation.py for every figure). Prints one table and writes it, with per-clip records,
-as JSON (--out). Sampling settings default to the tree's nano.json (--steps, --flow-shift, --cfg-scale, --size
+hyvideo/data/synthetic/evaluation.py for every figure). Prints one table, then the model's accuracy per prompted
+word (and its shape accuracy per motion: does the shape hold while the object moves), and writes them, with
+per-clip records, as JSON (--out). Sampling settings default to the tree's nano.json (--steps, --flow-shift, --cfg-scale, --size
 override).
 Exit status 2 on bad arguments.
 """
@@ -123,6 +124,7 @@ def evaluate(args) -> dict:
     name = "model" + (f" ({Path(args.dit_weight).parent.parent.name})" if args.dit_weight else "")
     table = ev.summary_table({f"{name}": model, "rendered (other seeds)": reference,
                               "rendered -> VAE round trip": ceiling})
+    model["by_word"] = ev.breakdown(model)
     report = {"model_base": str(args.model_base), "dit_weight": args.dit_weight, "settings": ev.asdict(settings),
               "text_conditioning": args.text_conditioning,
               "num_clips": len(prompts), "seeds": args.seeds, "sampling_seconds": round(sample_s, 1),
@@ -131,6 +133,7 @@ def evaluate(args) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(table)
+    print(f"{name} by prompted word (correct / clips):\n{ev.breakdown_lines(model['by_word'])}")
     print(f"wrote {out} ({len(prompts)} clips, sampling {sample_s:.0f} s)")
     return report
 

@@ -149,6 +149,7 @@ def test_eval_nano_runs_on_a_tree_with_either_text_conditioning(nano_like_tree, 
     assert report["text_conditioning"] == text_conditioning and report["num_clips"] == 1
     assert all(np.isfinite(report["model"][k]) for k in ("colour_acc", "smoothness", "fd"))
     assert np.isfinite(report["vae_round_trip"]["fd"]) and "rendered -> VAE round trip" in report["table"]
+    assert sum(n for _, n in report["model"]["by_word"]["shape_by_motion"].values()) == 1
     with pytest.raises(ValueError, match="text_conditioning must be one of .*got 't5'"):
         ev.load_eval_pipeline(nano_like_tree, text_conditioning="t5")
 

@@ -221,6 +221,37 @@ def score_clips(clips: np.ndarray, triples: list[tuple[str, str, str]], palette:
     return out
 
 
+def breakdown(scores: dict) -> dict:
+    """Accuracy per prompted word, from :func:`score_clips`'s per-clip records.
+
+    Returns:
+        ``{attribute: {word: [correct, total]}}`` for colour, shape and motion (keyed by the prompt's word, in
+        first-seen order), ``"shape_by_motion"``: ``{motion word: [shape correct, total]}`` (whether the shape
+        holds when the object moves), and ``"shape_read_as"``: ``{detected shape: count}``.
+    """
+    out = {a: {} for a in (*ATTRIBUTES, "shape_by_motion")}
+    read_as: dict[str, int] = {}
+    for r in scores["clips"]:
+        for i, a in enumerate(ATTRIBUTES):
+            cell = out[a].setdefault(r["truth"][i], [0, 0])
+            cell[0] += int(r[f"{a}_ok"])
+            cell[1] += 1
+        cell = out["shape_by_motion"].setdefault(r["truth"][2], [0, 0])
+        cell[0] += int(r["shape_ok"])
+        cell[1] += 1
+        read_as[r["detected"][1]] = read_as.get(r["detected"][1], 0) + 1
+    out["shape_read_as"] = dict(sorted(read_as.items(), key=lambda kv: -kv[1]))
+    return out
+
+
+def breakdown_lines(b: dict) -> str:
+    """:func:`breakdown` as text, one line per attribute: ``"  shape: circle 8/20, square 7/22, ..."``."""
+    lines = [f"  {a.replace('_', ' ')}: " + ", ".join(f"{w} {c}/{n}" for w, (c, n) in b[a].items())
+             for a in (*ATTRIBUTES, "shape_by_motion")]
+    lines.append("  shape read as: " + ", ".join(f"{w or '(none)'} {n}" for w, n in b["shape_read_as"].items()))
+    return "\n".join(lines)
+
+
 def render_reference(triples: list[tuple[str, str, str]], seeds: list[int], s: SampleSettings,
                      cfg=None) -> np.ndarray:
     """Ground-truth renders ``[N, T, H, W, 3]`` of the (triple, seed) pairs: plain background for even seeds,
@@ -247,4 +278,4 @@ def summary_table(rows: dict[str, dict]) -> str:
 
 __all__ = ["SampleSettings", "load_eval_pipeline", "sample_videos", "sample_clips", "to_clips", "score_clips", "render_reference",
            "frame_features", "frechet_distance", "interpolation_smoothness", "centroid_acceleration",
-           "summary_table", "asdict"]
+           "summary_table", "breakdown", "breakdown_lines", "asdict"]

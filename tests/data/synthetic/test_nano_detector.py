@@ -70,3 +70,20 @@ def test_score_clips_reads_128px_clips_at_the_detectors_size():
     got_big, got_small = score_clips(big, triples), score_clips(small, triples)
     assert [r["detected"] for r in got_big["clips"]] == [list(t) for t in triples]
     assert [r["detected"] for r in got_small["clips"]] == [list(t) for t in triples]
+
+
+def test_breakdown_counts_each_prompted_word():
+    """Per-word counts of ``score_clips``' records: a star rendered under a circle prompt counts against the
+    circle, against its motion in ``shape_by_motion``, and as a star in ``shape_read_as``."""
+    from hyvideo.data.synthetic.evaluation import breakdown, breakdown_lines, score_clips
+
+    rendered = [("red", "star", "left"), ("blue", "square", "up"), ("red", "star", "left")]
+    prompted = [("red", "star", "left"), ("blue", "square", "up"), ("red", "circle", "left")]
+    clips = np.stack([render_eval_clip(t, i) for i, t in enumerate(rendered)])
+    b = breakdown(score_clips(clips, prompted))
+    assert b["colour"] == {"red": [2, 2], "blue": [1, 1]}
+    assert b["shape"] == {"star": [1, 1], "square": [1, 1], "circle": [0, 1]}
+    assert b["motion"] == {"left": [2, 2], "up": [1, 1]}
+    assert b["shape_by_motion"] == {"left": [1, 2], "up": [1, 1]}
+    assert b["shape_read_as"] == {"star": 2, "square": 1}
+    assert "  shape by motion: left 1/2, up 1/1" in breakdown_lines(b).splitlines()
