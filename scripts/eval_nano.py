@@ -4,14 +4,14 @@
     python scripts/eval_nano.py --model-base runs/nano/tree            # a tree written by scripts/train_nano.py
     python scripts/eval_nano.py --model-base runs/nano/tree --dit-weight runs/nano/dit1/export/dit.pt  # stage 1
 
-For each held-out (colour, shape, motion) triple of configs/nano/dataset.yaml (53) and each seed (0 and 1), the
-model samples "a <colour> <shape> <motion phrase>" with fixed noise; the attribute detector reads the clip back.
+For each held-out (colour, shape, motion) triple of configs/nano/dataset.yaml (53; --triples training: 53 seen
+triples spread over the vocabulary, for the generalisation gap) and each seed (0 and 1), the model samples "a <colour> <shape> <motion phrase>" with fixed noise; the attribute detector reads the clip back.
 The same triples rendered as ground truth with other seeds give the reference row, and the same renders
 encoded and decoded by the tree's VAE the ceiling row (what any DiT decoding through this VAE can reach; see
 hyvideo/data/synthetic/evaluation.py for every figure). Prints one table, then the model's accuracy per prompted
 word (and its shape accuracy per motion: does the shape hold while the object moves), and writes them, with
-per-clip records, as JSON (--out). Sampling settings default to the tree's nano.json (--steps, --flow-shift, --cfg-scale, --size
-override).
+per-clip records, as JSON (--out). Sampling settings default to the tree's nano.json (--steps, --flow-shift,
+--cfg-scale, --size override).
 Exit status 2 on bad arguments.
 """
 
@@ -37,7 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="DiT weights overriding the tree's (e.g. a stage's export/dit.pt)")
     p.add_argument("--load-key", default="ema", choices=["module", "ema"], help="for export/dit.pt files")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--limit", type=int, default=None, help="N held-out triples only (quick checks)")
+    p.add_argument("--triples", default="heldout", choices=["heldout", "training"],
+                   help="the held-out triples (the figure of merit), or as many training triples spread over the "
+                        "vocabulary (seen combinations: the generalisation gap)")
+    p.add_argument("--limit", type=int, default=None, help="N triples only (quick checks)")
     p.add_argument("--pick", default="first", choices=["first", "spread"],
                    help="with --limit: the first N triples, or N spread evenly over the list (every colour)")
     p.add_argument("--steps", type=int, default=None)
@@ -77,7 +80,7 @@ def evaluate(args) -> dict:
     import torch  # noqa: PLC0415
 
     from hyvideo.data.synthetic import evaluation as ev  # noqa: PLC0415
-    from hyvideo.data.synthetic.captions import heldout_prompts  # noqa: PLC0415
+    from hyvideo.data.synthetic.captions import heldout_prompts, training_prompts  # noqa: PLC0415
     from hyvideo.eval.vae_recon import load_eval_vae, reconstruct_frames  # noqa: PLC0415
     from hyvideo.nano import read_card  # noqa: PLC0415
 
@@ -87,6 +90,8 @@ def evaluate(args) -> dict:
                                            cfg_scale=args.cfg_scale, batch_size=args.batch_size,
                                            height=args.size, width=args.size)
     pairs = heldout_prompts()
+    if args.triples == "training":
+        pairs = training_prompts(len(pairs))
     if args.limit is not None and args.pick == "spread" and args.limit < len(pairs):  # the list is sorted by colour
         pairs = [pairs[round(i * len(pairs) / args.limit)] for i in range(args.limit)]
     pairs = pairs[: args.limit]
@@ -97,7 +102,8 @@ def evaluate(args) -> dict:
     pipe = ev.load_eval_pipeline(args.model_base, dit_weight=args.dit_weight,
                                  load_key=args.load_key if args.dit_weight else "module",
                                  text_len=card["sampling"].get("text_len"), text_conditioning=args.text_conditioning)
-    print(f"sampling {len(prompts)} clips ({len(pairs)} held-out triples x seeds {args.seeds}): {settings}", flush=True)
+    print(f"sampling {len(prompts)} clips ({len(pairs)} {args.triples} triples x seeds {args.seeds}): {settings}",
+          flush=True)
     clips = ev.sample_clips(pipe, prompts, seeds, settings,
                             progress=lambda n: print(f"  {n}/{len(prompts)} ({time.perf_counter() - t0:.0f} s)",
                                                      flush=True))
@@ -125,8 +131,8 @@ def evaluate(args) -> dict:
     table = ev.summary_table({f"{name}": model, "rendered (other seeds)": reference,
                               "rendered -> VAE round trip": ceiling})
     model["by_word"] = ev.breakdown(model)
-    report = {"model_base": str(args.model_base), "dit_weight": args.dit_weight, "settings": ev.asdict(settings),
-              "text_conditioning": args.text_conditioning,
+    report = {"model_base": str(args.model_base), "dit_weight": args.dit_weight, "triples": args.triples,
+              "settings": ev.asdict(settings), "text_conditioning": args.text_conditioning,
               "num_clips": len(prompts), "seeds": args.seeds, "sampling_seconds": round(sample_s, 1),
               "model": model, "rendered": reference, "vae_round_trip": ceiling, "table": table}
     out = Path(args.out)

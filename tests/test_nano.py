@@ -155,13 +155,15 @@ def test_eval_nano_runs_on_a_tree_with_either_text_conditioning(nano_like_tree, 
 
 
 def test_eval_nano_size_option(nano_like_tree, tmp_path, capsys):
-    """``--size`` overrides the card's frame side; a side that is not a multiple of 16 px exits 2 and names it."""
+    """``--size`` overrides the card's frame side (here on a seen triple, ``--triples training``); a side that is
+    not a multiple of 16 px exits 2 and names it."""
     from tests.conftest import load_script
 
     script = load_script("eval_nano")
     report = script.main(["--model-base", str(nano_like_tree), "--limit", "1", "--seeds", "0", "--steps", "1",
-                          "--size", "32", "--out", str(tmp_path / "eval.json")])
+                          "--size", "32", "--triples", "training", "--out", str(tmp_path / "eval.json")])
     assert report["settings"]["height"] == report["settings"]["width"] == 32
+    assert report["triples"] == "training" and report["model"]["clips"][0]["truth"] == ["red", "circle", "right"]
     with pytest.raises(SystemExit) as exit_info:
         script.parse_args(["--model-base", str(nano_like_tree), "--size", "100"])
     assert exit_info.value.code == 2 and "--size must be a positive multiple of 16 pixels, got 100" in capsys.readouterr().err

@@ -52,6 +52,18 @@ def heldout_prompts(path: str | os.PathLike | None = None) -> list[tuple[tuple[s
     return [(t, prompt_for(t)) for t in heldout_triples(path)]
 
 
+def training_prompts(n: int, path: str | os.PathLike | None = None) -> list[tuple[tuple[str, str, str], str]]:
+    """``[(triple, prompt), ...]`` for ``n`` training triples spread evenly over the config's vocabulary-ordered
+    list (every colour, shape and motion): the seen-combination counterpart of :func:`heldout_prompts`, for the
+    generalisation gap. Raises ``ValueError`` if ``n`` is not in 1..number of training triples."""
+    from hyvideo.data.synthetic.attributes import load_nano_config  # noqa: PLC0415
+
+    train = load_nano_config(path).training_triples()
+    if not 1 <= n <= len(train):
+        raise ValueError(f"n must be in 1..{len(train)} (the training triples), got {n}")
+    return [(t, prompt_for(t)) for t in (train[i * len(train) // n] for i in range(n))]
+
+
 def short_description(spec: ClipSpec) -> str:
     """Every object's prompt, joined with "and" (the caption's ``short_description``)."""
     return " and ".join(prompt_for(o) for o in spec.objects)

@@ -276,6 +276,6 @@ def summary_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SampleSettings", "load_eval_pipeline", "sample_videos", "sample_clips", "to_clips", "score_clips", "render_reference",
-           "frame_features", "frechet_distance", "interpolation_smoothness", "centroid_acceleration",
-           "summary_table", "breakdown", "breakdown_lines", "asdict"]
+__all__ = ["SampleSettings", "load_eval_pipeline", "sample_videos", "sample_clips", "to_clips", "score_clips",
+           "render_reference", "frame_features", "frechet_distance", "interpolation_smoothness",
+           "centroid_acceleration", "summary_table", "breakdown", "breakdown_lines", "asdict"]

@@ -13,7 +13,8 @@ import pytest
 from hyvideo.data.curation.captions import get_captioner, validate_caption
 from hyvideo.data.manifest import STRUCTURED_KEYS, read_manifest
 from hyvideo.data.synthetic.attributes import ClipSpec, load_nano_config
-from hyvideo.data.synthetic.captions import AttributeCaptioner, heldout_prompts, prompt_for, structured_caption
+from hyvideo.data.synthetic.captions import (AttributeCaptioner, heldout_prompts, prompt_for, structured_caption,
+                                            training_prompts)
 from hyvideo.data.synthetic.dataset import generate
 from hyvideo.data.synthetic.sampling import sample_video
 from hyvideo.utils.video_io import read_video
@@ -75,6 +76,11 @@ def test_captions_and_prompts():
     assert prompt_for(("white", "star", "still")) == "a white star stays still"
     prompts = heldout_prompts()
     assert len(prompts) >= 48 and len({p for _, p in prompts}) == len(prompts)
+    seen = training_prompts(len(prompts))  # the generalisation-gap set of eval_nano.py --triples training
+    assert len({t for t, _ in seen}) == len(prompts) and not {t for t, _ in seen} & {t for t, _ in prompts}
+    assert all({t[i] for t, _ in seen} == {t[i] for t in load_nano_config().valid_triples()} for i in range(3))
+    with pytest.raises(ValueError, match="n must be in 1..*got 0"):
+        training_prompts(0)
     for i in range(60):
         for spec in sample_video(np.random.default_rng([5, i])):
             cap = structured_caption(spec)
