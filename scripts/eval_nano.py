@@ -5,7 +5,8 @@
     python scripts/eval_nano.py --model-base runs/nano/tree --dit-weight runs/nano/dit1/export/dit.pt  # stage 1
 
 For each held-out (colour, shape, motion) triple of configs/nano/dataset.yaml (53; --triples training: 53 seen
-triples spread over the vocabulary, for the generalisation gap) and each seed (0 and 1), the model samples "a <colour> <shape> <motion phrase>" with fixed noise; the attribute detector reads the clip back.
+triples spread over the vocabulary, for the generalisation gap) and each seed (0 and 1), the model samples
+"a <colour> <shape> <motion phrase>" with fixed noise; the attribute detector reads the clip back.
 The same triples rendered as ground truth with other seeds give the reference row, and the same renders
 encoded and decoded by the tree's VAE the ceiling row (what any DiT decoding through this VAE can reach; see
 hyvideo/data/synthetic/evaluation.py for every figure). Prints one table, then the model's accuracy per prompted
