@@ -28,7 +28,6 @@ def test_official_and_diffusers_folder_into_ours_are_identical(tiny_ckpts, tiny_
     assert metrics["psnr"].shape == (5,) and (metrics["psnr"] > 0).all()
 
 
-
 def test_a_batch_of_clips_reconstructs_as_each_clip_alone(tiny_ckpts):
     vae = load_eval_vae(tiny_ckpts)
     clips = torch.stack([moving_square(num_frames=5, size=32, side=8, step=s) for s in (1, 3)])  # [2, T, H, W, 3]
@@ -36,6 +35,7 @@ def test_a_batch_of_clips_reconstructs_as_each_clip_alone(tiny_ckpts):
     assert batch.shape == clips.shape and batch.dtype == torch.uint8
     for clip, out in zip(clips, batch):
         assert (reconstruct_frames(vae, clip).int() - out.int()).abs().max() <= 1  # batched GEMMs: rounding flips
+
 
 def test_tiled_reconstruction(tiny_ckpts):
     vae = load_eval_vae(tiny_ckpts, tiled=True)
