@@ -10,6 +10,8 @@ what the machine can do:
 - ``offload``: DiT block streaming (:mod:`hyvideo.accel.offload`);
 - CPU bf16 where bf16 is native (:mod:`hyvideo.accel.cpu`): oneDNN-packed linears, GELU fused into GEMMs,
   the ``gemm`` attention backend, C++ kernels (QK norm + RoPE, softmax, GroupNorm statistics, Winograd convs);
+- CPU float32 (where bf16 is emulated): oneDNN-packed linears;
+- elsewhere: the lean blocks (:mod:`hyvideo.accel.lean_blocks`);
 - VAE: faster conv forms on every device (:mod:`hyvideo.accel.vae_convs`) and, on CPU, the frame-chunked
   decoder walk (:mod:`hyvideo.accel.cpu.lean_decode`).
 
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from hyvideo.accel.capability import Decision, check_cpu_bf16, check_native, cpu_info
+from hyvideo.accel.capability import Decision, check_cpu_bf16, check_cpu_fp32, check_native, cpu_info
 
 log = logging.getLogger(__name__)
 # Below this decoder width the conv forms and the chunked walk cost more than they save: on 2 CPU threads a VAE
@@ -127,16 +130,20 @@ def _apply_dit(dit: nn.Module, device: torch.device, options: AccelOptions, plan
     d.append(cpu)
     if cpu:
         from hyvideo.accel.cpu.dit import use_cpu_blocks  # noqa: PLC0415
-        from hyvideo.accel.cpu.linear import pack_linear_weights  # noqa: PLC0415
 
         use_cpu_blocks(dit)
-        pack_linear_weights(dit)
+        d.append(_pack_dit_linears(dit, Decision("packed-linears", True, "")))
         d.append(check_native("cpu-kernels", device, dtype, grad=False))
-    else:  # portable: row-split / concat-free GEMMs in the single blocks (less activation memory)
-        from hyvideo.accel.lean_blocks import use_lean_single_blocks  # noqa: PLC0415
+    else:  # portable: lean blocks (row-split / concat-free GEMMs, in-place GELU, concat-free joint RoPE)
+        from hyvideo.accel.lean_blocks import use_lean_blocks  # noqa: PLC0415
 
-        n = use_lean_single_blocks(dit)
-        d.append(Decision("lean-single-blocks", n > 0, f"{n} blocks"))
+        fp32 = check_cpu_fp32("cpu-fp32-packed", device, dtype, grad=False) if options.cpu_paths else \
+            Decision("cpu-fp32-packed", False, "disabled")
+        if fp32:
+            fp32 = _pack_dit_linears(dit, fp32)
+        d.append(fp32)
+        n = use_lean_blocks(dit)
+        d.append(Decision("lean-blocks", n > 0, f"{n} modules"))
     backend = options.attn_backend
     if backend == "auto" and cpu:
         backend = "gemm"
@@ -157,6 +164,28 @@ def _apply_dit(dit: nn.Module, device: torch.device, options: AccelOptions, plan
         plan.offload = enable_sequential_offload(dit, device)
     d.append(Decision("block-offload", options.sequential_offload, "requested" if options.sequential_offload
                       else "not requested"))
+
+
+def _pack_dit_linears(dit: nn.Module, decision: Decision) -> Decision:
+    """oneDNN-pack the DiT's linears (one extra copy of their weights) if the copy fits in half the free memory."""
+    from hyvideo.accel.cpu.linear import linear_weight_bytes, pack_linear_weights  # noqa: PLC0415
+
+    need, free = linear_weight_bytes(dit), _available_memory()
+    if free is not None and need > free // 2:
+        return Decision(decision.name, False, f"packed copies need {need / 2**20:.0f} MiB, "
+                                              f"{free / 2**20:.0f} MiB available")
+    n = pack_linear_weights(dit)
+    reason = ", ".join(r for r in (decision.reason, f"{n} linears, +{need / 2**20:.0f} MiB") if r)
+    return Decision(decision.name, n > 0, reason)
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (None where unreadable)."""
+    try:
+        lines = Path("/proc/meminfo").read_text(encoding="ascii").splitlines()
+        return next((int(ln.split()[1]) * 1024 for ln in lines if ln.startswith("MemAvailable:")), None)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _apply_vae(vae: nn.Module, device: torch.device, options: AccelOptions, plan: AccelPlan) -> None:

@@ -8,7 +8,8 @@ that :func:`hyvideo.accel.apply` logs. The facts come from:
   AVX2-only CPUs oneDNN has no bf16 kernels at all (its bf16 weight reorder raises), where PyTorch emulates
   bf16 about 4x slower than fp32. ``ONEDNN_MAX_CPU_ISA`` caps what oneDNN may use (e.g. ``AVX2`` makes this
   machine behave like an AVX2 one for oneDNN), so it is honoured too;
-- PyTorch's build (oneDNN present; oneDNN's own bf16 check);
+- PyTorch's build (oneDNN present; oneDNN's own bf16 check; a probe that oneDNN packs float32 weights, which it
+  does on every ISA it runs on, for the float32 path where bf16 is emulated);
 - a C++ compiler and ninja for hyvideo's extension (:mod:`hyvideo.accel.cpu.native`);
 - autograd: the fast CPU kernels have no backward, so with gradients required the plain ops run.
 """
@@ -54,6 +55,7 @@ class CpuInfo:
         flags: lower-case ISA flags (``/proc/cpuinfo``; empty where unreadable).
         onednn: PyTorch has oneDNN (``torch.backends.mkldnn``).
         onednn_bf16: oneDNN can run bf16 primitives on this CPU (AVX512BW, AVX-NE-CONVERT or AMX).
+        onednn_fp32_packing: oneDNN packs float32 linear weights here (any ISA oneDNN runs on, AVX2 included).
         isa_cap: ``ONEDNN_MAX_CPU_ISA`` if set (upper-case), else None.
     """
 
@@ -61,6 +63,7 @@ class CpuInfo:
     flags: frozenset
     onednn: bool
     onednn_bf16: bool
+    onednn_fp32_packing: bool
     isa_cap: str | None
 
     @property
@@ -115,7 +118,19 @@ def cpu_info() -> CpuInfo:
     if onednn and hasattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported"):
         onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
-    return CpuInfo(model, flags, onednn, onednn_bf16, cap.upper() if cap else None)
+    return CpuInfo(model, flags, onednn, onednn_bf16, onednn and _fp32_packing_works(), cap.upper() if cap else None)
+
+
+def _fp32_packing_works() -> bool:
+    """Probe: oneDNN reorders a small float32 linear weight and runs a GEMM on it (no ISA list to keep)."""
+    try:
+        with torch.inference_mode():
+            w = torch.ones(8, 8)
+            out = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 8), torch.ops.mkldnn._reorder_linear_weight(w),
+                                                     None, "none", [], "")
+        return bool((out == 8).all())
+    except (RuntimeError, AttributeError):
+        return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,23 +147,47 @@ def preferred_cpu_dtype() -> torch.dtype:
     return torch.bfloat16 if cpu_info().native_bf16 else torch.float32
 
 
+def _cpu_onednn_inference(name: str, device: torch.device | str, dtype: torch.dtype, want: torch.dtype,
+                          grad: bool) -> Decision | None:
+    """The "off" decision of a CPU oneDNN inference path (not CPU, another dtype, gradients, no oneDNN), else None."""
+    if torch.device(device).type != "cpu":
+        return Decision(name, False, f"device {torch.device(device).type}")
+    if dtype != want:
+        return Decision(name, False, f"dtype {str(dtype).replace('torch.', '')}")
+    if grad:
+        return Decision(name, False, "gradients needed")
+    if not cpu_info().onednn:
+        return Decision(name, False, "PyTorch without oneDNN")
+    return None
+
+
 def check_cpu_bf16(name: str, device: torch.device | str, dtype: torch.dtype, grad: bool) -> Decision:
     """Whether a CPU bf16 inference fast path (oneDNN packed / fused linears, gemm attention) applies.
 
     Conditions, in order: device is CPU, dtype is bf16, no gradients needed, oneDNN present, bf16 native.
     """
-    if torch.device(device).type != "cpu":
-        return Decision(name, False, f"device {torch.device(device).type}")
-    if dtype != torch.bfloat16:
-        return Decision(name, False, f"dtype {str(dtype).replace('torch.', '')}")
-    if grad:
-        return Decision(name, False, "gradients needed")
+    off = _cpu_onednn_inference(name, device, dtype, torch.bfloat16, grad)
+    if off is not None:
+        return off
     info = cpu_info()
-    if not info.onednn:
-        return Decision(name, False, "PyTorch without oneDNN")
     if not info.native_bf16:
         return Decision(name, False, f"bf16 not native on {info.isa}" + (" (capped)" if info.capped else ""))
     return Decision(name, True, info.isa)
+
+
+def check_cpu_fp32(name: str, device: torch.device | str, dtype: torch.dtype, grad: bool) -> Decision:
+    """Whether the CPU float32 inference path (oneDNN-packed linears) applies.
+
+    Conditions, in order: device is CPU, dtype is float32, no gradients needed, oneDNN present and able to pack
+    float32 weights. oneDNN picks its own kernels for the CPU (AVX2, AVX-512, AMX), so no ISA is checked here.
+    """
+    off = _cpu_onednn_inference(name, device, dtype, torch.float32, grad)
+    if off is not None:
+        return off
+    info = cpu_info()
+    if not info.onednn_fp32_packing:
+        return Decision(name, False, "oneDNN cannot pack float32 weights here")
+    return Decision(name, True, info.isa + (f", oneDNN capped at {info.isa_cap}" if info.isa_cap else ""))
 
 
 def check_native(name: str, device: torch.device | str, dtype: torch.dtype, grad: bool) -> Decision:

@@ -14,10 +14,9 @@ from hyvideo import HYVideoDiffusionTransformer
 from hyvideo import accel
 from hyvideo.accel import capability
 from hyvideo.models.rope import apply_rope, rope_freqs_3d
+from tests.accel.conftest import CFG, tiny_dit_and_inputs
 
 BF16_REL_TOL = 2e-2  # bf16 keeps 8 mantissa bits and accumulates over K (same bound as the acceptance)
-CFG = dict(in_channels=16, out_channels=16, hidden_size=64, heads_num=4, rope_dim_list=[4, 6, 6],
-           mm_double_blocks_depth=2, mm_single_blocks_depth=2, text_states_dim=24, text_states_dim_2=12)
 
 
 def _rel(a, b):
@@ -109,13 +108,7 @@ def test_fused_gelu_linear_and_packed_weights():
 
 
 def _bf16_pair():
-    model = HYVideoDiffusionTransformer(**CFG).eval()
-    for p in model.parameters():
-        p.data.normal_(0, 0.05)
-    mask = torch.zeros(2, 10, dtype=torch.long)
-    mask[0, :7], mask[1, :4] = 1, 1
-    inp = dict(x=torch.randn(2, 16, 3, 8, 12), t=torch.tensor([900.0, 250.0]), text_states=torch.randn(2, 10, 24),
-               text_mask=mask, text_states_2=torch.randn(2, 12), guidance=torch.tensor([6016.0, 3504.0]))
+    model, inp = tiny_dit_and_inputs()
     cast = {k: v.to(torch.bfloat16) if v.is_floating_point() and k != "t" else v for k, v in inp.items()}
     return model, inp, cast
 
@@ -135,8 +128,8 @@ def test_accelerated_cpu_dit_matches_plain_bf16_and_fp32():
     if plan.on("cpu-bf16"):
         assert plan.on("attention=gemm")
         assert _rel(out, ref32) <= BF16_REL_TOL and _rel(out, ref16) <= BF16_REL_TOL, (_rel(out, ref32), _rel(out, ref16))
-    else:  # bf16 emulated here: the plain ops, except the portable lean single blocks (same math, other rounding)
-        assert plan.on("lean-single-blocks") and not plan.on("attention=gemm")
+    else:  # bf16 emulated here: the plain ops, except the portable lean blocks (same math, other rounding)
+        assert plan.on("lean-blocks") and not plan.on("attention=gemm")
         assert _rel(out, ref16) <= BF16_REL_TOL, _rel(out, ref16)
 
 
@@ -172,7 +165,7 @@ def test_each_unsupported_branch_gives_the_plain_path(branch, monkeypatch):
     from hyvideo.accel.cpu.dit import CPUDoubleStreamBlock  # noqa: PLC0415
 
     assert not any(isinstance(m, CPUDoubleStreamBlock) for m in model.modules())
-    # the plain ops (the portable lean single block only reorders the sums): within the dtype's tolerance
+    # the plain ops (the portable lean blocks only reorder the sums): within the dtype's tolerance
     assert _rel(out, ref) <= (1e-5 if branch == "fp32" else BF16_REL_TOL), _rel(out, ref)
     reason = {"isa": "bf16 not native on avx2", "onednn": "without oneDNN", "disabled": "disabled", "fp32": "dtype float32",
               "compiler": "bf16 not native"}[branch]

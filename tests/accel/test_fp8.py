@@ -74,14 +74,15 @@ def test_fp8_halves_parameter_memory_of_the_13b_model():
 @torch.no_grad()
 def test_lean_single_block_runs_fp8_linears_without_the_concat():
     """The portable lean single block splits FP8 linears too (dequantised once per call), same output."""
-    from hyvideo.accel.lean_blocks import use_lean_single_blocks
+    from hyvideo.accel.lean_blocks import LeanSingleStreamBlock, use_lean_blocks
 
     model, inp = _model(), _inputs()
     convert_to_fp8(model)
     ref = model(**inp)
     calls = []
     real = torch.cat
-    assert use_lean_single_blocks(model) == 2
+    use_lean_blocks(model)
+    assert sum(type(m) is LeanSingleStreamBlock for m in model.modules()) == 2
     try:
         torch.cat = lambda ts, *a, **k: calls.append(tuple(t.shape[-1] for t in ts)) or real(ts, *a, **k)
         out = model(**inp)
