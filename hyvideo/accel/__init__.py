@@ -132,16 +132,14 @@ def _apply_dit(dit: nn.Module, device: torch.device, options: AccelOptions, plan
         from hyvideo.accel.cpu.dit import use_cpu_blocks  # noqa: PLC0415
 
         use_cpu_blocks(dit)
-        d.append(_pack_dit_linears(dit, Decision("packed-linears", True, "")))
+        d.append(_pack_dit_linears(dit, "packed-linears"))
         d.append(check_native("cpu-kernels", device, dtype, grad=False))
     else:  # portable: lean blocks (row-split / concat-free GEMMs, in-place GELU, concat-free joint RoPE)
         from hyvideo.accel.lean_blocks import use_lean_blocks  # noqa: PLC0415
 
         fp32 = check_cpu_fp32("cpu-fp32-packed", device, dtype, grad=False) if options.cpu_paths else \
             Decision("cpu-fp32-packed", False, "disabled")
-        if fp32:
-            fp32 = _pack_dit_linears(dit, fp32)
-        d.append(fp32)
+        d.append(_pack_dit_linears(dit, fp32.name, fp32.reason) if fp32 else fp32)
         n = use_lean_blocks(dit)
         d.append(Decision("lean-blocks", n > 0, f"{n} modules"))
     backend = options.attn_backend
@@ -166,17 +164,16 @@ def _apply_dit(dit: nn.Module, device: torch.device, options: AccelOptions, plan
                       else "not requested"))
 
 
-def _pack_dit_linears(dit: nn.Module, decision: Decision) -> Decision:
-    """oneDNN-pack the DiT's linears (one extra copy of their weights) if the copy fits in half the free memory."""
+def _pack_dit_linears(dit: nn.Module, name: str, reason: str = "") -> Decision:
+    """oneDNN-pack the DiT's linears (one extra copy of their weights) if the copy fits in half the free memory;
+    the decision ``name``, its ``reason`` extended by the count and the copy's size (or why it was skipped)."""
     from hyvideo.accel.cpu.linear import linear_weight_bytes, pack_linear_weights  # noqa: PLC0415
 
     need, free = linear_weight_bytes(dit), _available_memory()
     if free is not None and need > free // 2:
-        return Decision(decision.name, False, f"packed copies need {need / 2**20:.0f} MiB, "
-                                              f"{free / 2**20:.0f} MiB available")
+        return Decision(name, False, f"packed copies need {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB available")
     n = pack_linear_weights(dit)
-    reason = ", ".join(r for r in (decision.reason, f"{n} linears, +{need / 2**20:.0f} MiB") if r)
-    return Decision(decision.name, n > 0, reason)
+    return Decision(name, n > 0, ", ".join(r for r in (reason, f"{n} linears, +{need / 2**20:.0f} MiB") if r))
 
 
 def _available_memory() -> int | None:

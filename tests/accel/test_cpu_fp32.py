@@ -108,8 +108,14 @@ def test_lean_gelu_mlp_is_in_place_only_without_gradients():
     x = torch.randn(3, 8, requires_grad=True)
     ref = mlp(x)
     mlp.__class__ = LeanGeluMLP
-    out = mlp(x)  # gradients on: the out-of-place GELU, backward works
+    fc1_out = []
+    mlp.fc1.register_forward_hook(lambda _m, _i, y: fc1_out.append((y, y.detach().clone())))
+    out = mlp(x)  # gradients on: the out-of-place GELU leaves fc1's output as it was; backward works
     out.sum().backward()
     assert x.grad is not None and torch.equal(out, ref)
+    assert torch.equal(fc1_out[-1][0], fc1_out[-1][1])
     with torch.no_grad():
         torch.testing.assert_close(mlp(x), ref.detach())
+    y, pre = fc1_out[-1]  # no gradients: the GELU overwrote fc1's output in place
+    torch.testing.assert_close(y, nn.functional.gelu(pre, approximate="tanh"))
+    assert not torch.equal(y, pre)

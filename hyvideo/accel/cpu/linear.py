@@ -66,16 +66,20 @@ def pack_linear_weights(model: nn.Module) -> int:
         return 0
     n = 0
     for module in model.modules():
-        if type(module) is nn.Linear and type(module.weight) in (nn.Parameter, torch.Tensor):
+        if _packable(module):
             module.__class__ = PackedLinear
             n += 1
     return n
 
 
+def _packable(module: nn.Module) -> bool:
+    """A plain ``nn.Linear`` not yet packed (:func:`plain_linear` minus :class:`PackedLinear`)."""
+    return type(module) is nn.Linear and plain_linear(module)
+
+
 def linear_weight_bytes(model: nn.Module) -> int:
     """Bytes of the plain ``nn.Linear`` weights of ``model``: what :func:`pack_linear_weights` would copy."""
-    return sum(m.weight.numel() * m.weight.element_size() for m in model.modules()
-               if type(m) is nn.Linear and type(m.weight) in (nn.Parameter, torch.Tensor))
+    return sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if _packable(m))
 
 
 def packed_bytes(model: nn.Module) -> int:
