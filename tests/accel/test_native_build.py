@@ -47,13 +47,25 @@ def test_old_lock_without_owner_is_removed_and_live_owner_times_out(tmp_path):
 
 
 def test_a_killed_builds_lock_does_not_hang_the_next_run(tmp_path):
-    """End to end: a lock with a dead owner in the flavour's build folder; a new process loads without hanging."""
-    code = ("import sys, os, subprocess; from hyvideo.accel.cpu import native; "
+    """End to end: a lock with a dead owner in the flavour's build folder; a new process removes it and builds.
+
+    The child uses its own extension cache (``TORCH_EXTENSIONS_DIR`` under tmp_path, so a real build running beside
+    the test never has its lock planted over) and a stand-in for the compile step (the lock handling is what runs
+    here, not a minute of C++ compilation)."""
+    code = ("import sys, os, subprocess; import torch.utils.cpp_extension as ext; "
+            "from hyvideo.accel.cpu import native; from hyvideo.accel import capability; "
+            "capability.compiler_available = lambda: True; "
+            "ext.load = lambda **kw: print('compiled in', kw['build_directory']); "
             "d = native.build_dir(native.flavour()); d.mkdir(parents=True, exist_ok=True); "
             "p = subprocess.Popen([sys.executable, '-c', 'pass']); p.wait(); "
             "(d / 'lock').write_text(''); (d / 'lock.owner').write_text(f'{p.pid} {os.uname().nodename}'); "
-            "print(native.load())")
+            "print(native.load(), (d / 'lock').exists(), d)")
+    t0 = time.time()
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                       env={**os.environ, native.TIMEOUT_ENV: "30"})
+                       env={**os.environ, native.TIMEOUT_ENV: "30", "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"),
+                            native.ENV: "1"})
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() in ("True", "False")  # built (or no compiler here) -- but it returned
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1].startswith(f"True False {tmp_path / 'ext'}"), r.stdout  # built, stale lock gone, private cache
+    assert lines[0].startswith("compiled in " + str(tmp_path / "ext"))
+    assert "removing a stale C++ build lock" in r.stderr and time.time() - t0 < 30  # did not wait out the timeout
